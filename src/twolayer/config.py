@@ -1,0 +1,167 @@
+"""Run configurations: frozen dataclasses whose fields say, once, whether they are static
+(they fix array shapes or the compiled program: sizes, activation, dtype, optimizer kind)
+or batched (a value per run inside one compiled call: scales, learning rate, seeds).
+
+Every family's config derives from :class:`Training`, which holds the fields the shared
+engine reads. Validation happens at the boundaries (TOML, CLI, Python API) through
+:func:`make_config`, with one-line messages that name the key and the allowed values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+STATIC, BATCHED = "static", "batched"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type, or impossible. The message is one line."""
+
+
+def static(default, *, section="base", choices=None, minimum=None, doc=""):
+    return field(default=default, metadata=dict(kind=STATIC, section=section, choices=choices,
+                                                minimum=minimum, doc=doc))
+
+
+def batched(default, *, section="base", minimum=None, positive=False, doc=""):
+    return field(default=default, metadata=dict(kind=BATCHED, section=section, choices=None,
+                                                minimum=minimum, positive=positive, doc=doc))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Training:
+    """Fields read by the shared engine (section ``[train]`` of a sweep file)."""
+
+    optimizer: str = static("gd", section="train", choices=("gd", "adam"),
+                            doc="full-batch gradient descent or Adam")
+    learning_rate: float = batched(0.5, section="train", positive=True, doc="step size eta")
+    adam_b1: float = batched(0.9, section="train", minimum=0.0, doc="Adam beta1")
+    adam_b2: float = batched(0.999, section="train", minimum=0.0, doc="Adam beta2")
+    adam_eps: float = batched(1e-8, section="train", positive=True, doc="Adam epsilon")
+    max_steps: int = static(100_000, section="train", minimum=1, doc="step budget")
+    loss_tol: float = batched(1e-15, section="train", minimum=0.0,
+                              doc="a run stops once its training loss is below this (0: never)")
+    n_checkpoints: int = static(100, section="train", minimum=2,
+                                doc="number of log-spaced checkpoints (step 0 and the last included)")
+    dtype: str = static("float64", section="train", choices=("float64", "float32"),
+                        doc="floating point precision of the whole run")
+    seed: int = batched(0, section="train", minimum=0, doc="seed of the initialization stream")
+
+
+def field_specs(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def static_names(cls) -> tuple[str, ...]:
+    return tuple(n for n, f in field_specs(cls).items() if f.metadata["kind"] == STATIC)
+
+
+def batched_names(cls) -> tuple[str, ...]:
+    return tuple(n for n, f in field_specs(cls).items() if f.metadata["kind"] == BATCHED)
+
+
+def suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    """Check a TOML/CLI/Python value against the field's annotated type."""
+    origin = getattr(typ, "__origin__", None)
+    args = getattr(typ, "__args__", ())
+    if type(None) in args:  # Optional[...]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0])
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"'{name}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"'{name}' must be an integer, got {value!r}")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{name}' must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{name}' must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{name}' must be a list, got {value!r}")
+        elem = args[0] if args else Any
+        return tuple(_coerce(name, v, elem) for v in value)
+    return value
+
+
+def make_config(cls, values: dict, *, where: str = "") -> Any:
+    """Build and validate a config from a plain dict (TOML table, CLI flags, kwargs)."""
+    specs = field_specs(cls)
+    hints = get_type_hints(cls)
+    clean = {}
+    for key, value in values.items():
+        if key not in specs:
+            raise ConfigError(f"unknown key '{key}'{where}{suggest(key, specs)}; "
+                              f"allowed keys: {', '.join(sorted(specs))}")
+        value = _coerce(key, value, hints[key])
+        meta = specs[key].metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"'{key}' must be one of {', '.join(map(str, meta['choices']))}; "
+                              f"got {value!r}{suggest(str(value), meta['choices'])}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"'{key}' must be finite, got {value!r}")
+            if meta.get("minimum") is not None and value < meta["minimum"]:
+                raise ConfigError(f"'{key}' must be >= {meta['minimum']}, got {value!r}")
+            if meta.get("positive") and value <= 0:
+                raise ConfigError(f"'{key}' must be > 0, got {value!r}")
+        clean[key] = value
+    cfg = cls(**clean)
+    validate = getattr(cls, "validate", None)
+    if validate is not None:
+        validate(cfg)
+    return cfg
+
+
+def static_key(cfg) -> tuple:
+    """What decides the compiled program: runs with equal keys share one batched call."""
+    return tuple((n, getattr(cfg, n)) for n in static_names(type(cfg))) + tuple(
+        (n + "_is_set", getattr(cfg, n) is not None) for n in batched_names(type(cfg)))
+
+
+def static_part(cfg):
+    """The config with every batched field blanked: what the compiled functions close over.
+    A family that reads a batched field from it (instead of from the per-run arrays) fails
+    loudly instead of silently using run 0's value."""
+    blank = {n: (None if getattr(cfg, n) is None else _Batched(n)) for n in batched_names(type(cfg))}
+    return dataclasses.replace(cfg, **blank)
+
+
+class _Batched:
+    """Placeholder for a batched field inside a static config; any arithmetic fails."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"<batched {self.name}>"
+
+    def __eq__(self, other):
+        return isinstance(other, _Batched) and other.name == self.name
+
+    def __hash__(self):
+        return hash(("_Batched", self.name))
+
+
+def to_dict(cfg) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}

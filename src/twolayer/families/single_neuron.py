@@ -1,0 +1,236 @@
+"""Family ``single_neuron``: a two-layer network learning a single-neuron (or few-neuron) target.
+
+Study: Zhao, Bai, Zhang, "Disentangle Sample Size and Initialization Effect on Perfect
+Generalization for Single-Neuron Target" (arXiv 2405.13787, 2024), with the optimistic
+estimate (arXiv 2307.08921), rank stratification (arXiv 2211.11623) and the geometry of global
+minima (arXiv 2309.00508).
+
+Model. Input x in R^d (``input_dim``); with ``bias`` the augmented input is x^ = (x, 1) and
+the effective input dimension is D = d + 1 (D = d without bias). Student of ``width`` m:
+f(x) = sum_k a_k s(w_k . x + b_k), activation s (``activation``). Target f*(x) = sum_j
+a*_j s*(w*_j . x + b*_j) given by ``target_a``, ``target_w`` (default: all ones), ``target_b``
+and ``target_activation``; the default is the study's tanh(1.x + 1).
+
+Data. ``sampling``: "fixed" (d = 1: n evenly spaced points on [-r, r], endpoints included),
+"gaussian" (x ~ N(0, I_d)) or "uniform" (x ~ U[-r, r]^d), r = ``input_range``; the test set
+has ``n_test`` points of the same law (evenly spaced for "fixed").
+
+Loss. ``loss = "sum"``: 1/2 sum_i (f(x_i) - y_i)^2, the study's convention, to which its
+learning rates refer; ``"mean"``: 1/(2n) sum_i (...)^2.
+
+Initialization. Every parameter iid N(0, init_scale^2) (a standard deviation). With
+``imbalance`` = c~ in [0, 1] (width 2 only), all of neuron 2's parameters are multiplied by
+c~ C_1 / C_2, so that C_2 = c~ C_1 exactly, where C_k = a_k |g| + (w_k, b_k) . g and
+g = sum_i y_i x^_i is the data vector.
+
+Recorded per checkpoint: ``train_loss``, ``test_error`` (mean squared over the test set),
+``test_error_rms`` (its root), ``test_error_max`` (max absolute deviation), ``neuron_size``
+(a_k^2 + |w_k|^2 + b_k^2), ``balance`` (a_k^2 - |w_k|^2 - b_k^2, conserved by gradient flow
+for 1-homogeneous activations), and the parameters ``a``, ``w``, ``b`` when ``width`` <= 8
+(or ``record_params = true``). Per run: ``c_coeff`` (C_k), ``imbalance_ratio`` (C / |C|),
+``g_norm`` (|g|), ``recovered`` (final test_error < ``recovery_threshold``) and, with
+``function_points`` > 0 (d = 1), the learned function ``f_grid`` on [-function_range,
+function_range].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import activations, keys
+from ..config import ConfigError, Training, batched, static
+from . import Family
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(Training):
+    family: str = static("single_neuron", choices=("single_neuron",), doc="experiment family")
+    input_dim: int = static(1, minimum=1, doc="input dimension d")
+    bias: bool = static(True, doc="student neurons have a bias (D = d + 1)")
+    width: int = static(2, minimum=1, doc="student width m")
+    activation: str = static("tanh", doc="student activation (name or 'module:function')")
+    target_activation: str = static("tanh", doc="target activation")
+    target_a: tuple[float, ...] = static((1.0,), doc="target output weights a*_j")
+    target_w: tuple[tuple[float, ...], ...] | None = static(
+        None, doc="target input weights w*_j (one list per target neuron; default all ones)")
+    target_b: tuple[float, ...] = static((1.0,), doc="target biases b*_j")
+    sampling: str = static("fixed", choices=("fixed", "gaussian", "uniform"), doc="input law")
+    input_range: float = static(2.0, minimum=0.0, doc="r: inputs in [-r, r] (fixed, uniform)")
+    n_train: int = static(6, minimum=1, doc="number of training samples n")
+    n_test: int = static(1000, minimum=1, doc="number of test samples")
+    loss: str = static("sum", choices=("sum", "mean"), doc="sum (the study's) or mean over samples")
+    record_params: bool | None = static(None, doc="record a, w, b (default: when width <= 8)")
+    function_points: int = static(0, minimum=0, doc="grid points of the final learned function (d=1)")
+    function_range: float = static(5.0, minimum=0.0, doc="the grid spans [-function_range, function_range]")
+    init_scale: float = batched(1e-10, minimum=0.0, doc="std of every initial parameter")
+    imbalance: float | None = batched(None, minimum=0.0, doc="prescribed c~ in [0, 1] (width 2)")
+    data_seed: int | None = batched(None, minimum=0, doc="seed of the data streams (default: seed)")
+    recovery_threshold: float = batched(1e-8, positive=True, doc="recovered: test_error below this")
+
+    @staticmethod
+    def validate(cfg: "Config") -> None:
+        activations.get(cfg.activation)
+        activations.get(cfg.target_activation)
+        m0 = len(cfg.target_a)
+        if m0 == 0:
+            raise ConfigError("'target_a' must hold at least one target neuron")
+        if len(cfg.target_b) != m0:
+            raise ConfigError(f"'target_b' must have {m0} entries (one per target neuron), "
+                              f"got {len(cfg.target_b)}")
+        if cfg.target_w is not None and (len(cfg.target_w) != m0 or any(
+                len(row) != cfg.input_dim for row in cfg.target_w)):
+            raise ConfigError(f"'target_w' must be {m0} lists of input_dim = {cfg.input_dim} "
+                              f"numbers")
+        if cfg.sampling == "fixed" and cfg.input_dim != 1:
+            raise ConfigError(f"sampling = 'fixed' needs input_dim = 1, got {cfg.input_dim}; "
+                              f"use 'gaussian' or 'uniform'")
+        if cfg.function_points and cfg.input_dim != 1:
+            raise ConfigError("'function_points' needs input_dim = 1")
+        if cfg.imbalance is not None:
+            if cfg.width != 2:
+                raise ConfigError(f"'imbalance' (prescribed c~) needs width = 2, got {cfg.width}")
+            if not 0.0 <= cfg.imbalance <= 1.0:
+                raise ConfigError(f"'imbalance' must lie in [0, 1], got {cfg.imbalance}")
+        if cfg.dtype == "float32" and 0.0 < cfg.init_scale ** 2 < np.finfo(np.float32).tiny:
+            raise ConfigError(f"'init_scale' = {cfg.init_scale:g} underflows float32 when squared "
+                              f"(below {np.finfo(np.float32).tiny:.1e}); use dtype = 'float64'")
+
+
+# ---------------------------------------------------------------- the network and the target
+def predict(cfg, params, x):
+    """f(x) for x of shape (N, d) -> (N,)."""
+    z = x @ params["w"].T  # (N, m)
+    if "b" in params:
+        z = z + params["b"]
+    return activations.get(cfg.activation)(z) @ params["a"]
+
+
+def target_params(cfg, dtype):
+    m0 = len(cfg.target_a)
+    w = np.ones((m0, cfg.input_dim)) if cfg.target_w is None else np.asarray(cfg.target_w)
+    return {"a": jnp.asarray(cfg.target_a, dtype), "w": jnp.asarray(w, dtype),
+            "b": jnp.asarray(cfg.target_b, dtype)}
+
+
+def target(cfg, x):
+    p = target_params(cfg, x.dtype)
+    return activations.get(cfg.target_activation)(x @ p["w"].T + p["b"]) @ p["a"]
+
+
+def augment(cfg, x):
+    """x^ = (x, 1) with bias, x without."""
+    return jnp.concatenate([x, jnp.ones_like(x[:, :1])], axis=1) if cfg.bias else x
+
+
+def data_vector(cfg, x, y):
+    """g = sum_i y_i x^_i, shape (D,)."""
+    return augment(cfg, x).T @ y
+
+
+def c_coeffs(cfg, params, g):
+    """C_k = a_k |g| + (w_k, b_k) . g, shape (m,)."""
+    wb = jnp.concatenate([params["w"], params["b"][:, None]], axis=1) if cfg.bias else params["w"]
+    return params["a"] * jnp.linalg.norm(g) + wb @ g
+
+
+# ---------------------------------------------------------------- data, init, loss, observables
+def _inputs(cfg, key, n, dtype):
+    r = cfg.input_range
+    if cfg.sampling == "fixed":
+        return jnp.linspace(-r, r, n, dtype=dtype)[:, None]
+    if cfg.sampling == "gaussian":
+        return keys.per_sample_normal(key, n, (cfg.input_dim,), dtype)
+    return keys.per_sample_uniform(key, n, (cfg.input_dim,), dtype, -r, r)
+
+
+def setup(cfg, bp):
+    dtype = jnp.dtype(cfg.dtype)
+    x = _inputs(cfg, keys.stream(bp["data_seed"], "train"), cfg.n_train, dtype)
+    x_test = _inputs(cfg, keys.stream(bp["data_seed"], "test"), cfg.n_test, dtype)
+    y = target(cfg, x)
+    data = {"x": x, "y": y, "x_test": x_test, "y_test": target(cfg, x_test)}
+    g = data_vector(cfg, x, y)
+
+    m, d = cfg.width, cfg.input_dim
+    k_a, k_w, k_b = jax.random.split(keys.stream(bp["seed"], "init"), 3)
+    # draw standard normals, then scale: neighbouring init scales share their randomness
+    params = {"a": jax.random.normal(k_a, (m,), dtype), "w": jax.random.normal(k_w, (m, d), dtype)}
+    if cfg.bias:
+        params["b"] = jax.random.normal(k_b, (m,), dtype)
+    params = jax.tree_util.tree_map(lambda p: p * bp["init_scale"], params)
+    if cfg.imbalance is not None:
+        c = c_coeffs(cfg, params, g)
+        factor = bp["imbalance"] * c[0] / c[1]  # makes C_2 = c~ C_1
+        scale = jnp.stack([jnp.ones((), dtype), factor.astype(dtype)])
+        params = {k: v * (scale if v.ndim == 1 else scale[:, None]) for k, v in params.items()}
+    c = c_coeffs(cfg, params, g)
+    info = {"c_coeff": c, "imbalance_ratio": c / jnp.linalg.norm(c), "g_norm": jnp.linalg.norm(g)}
+    return params, data, info
+
+
+def loss(cfg, params, data):
+    r = predict(cfg, params, data["x"]) - data["y"]
+    total = 0.5 * jnp.sum(r * r)
+    return total / cfg.n_train if cfg.loss == "mean" else total
+
+
+def _records_params(cfg):
+    return cfg.width <= 8 if cfg.record_params is None else cfg.record_params
+
+
+def observe(cfg, params, data):
+    dev = predict(cfg, params, data["x_test"]) - data["y_test"]
+    mse = jnp.mean(dev * dev)
+    wb2 = jnp.sum(params["w"] ** 2, axis=1) + (params["b"] ** 2 if cfg.bias else 0.0)
+    out = {
+        "train_loss": loss(cfg, params, data),
+        "test_error": mse,
+        "test_error_rms": jnp.sqrt(mse),
+        "test_error_max": jnp.max(jnp.abs(dev)),
+        "neuron_size": params["a"] ** 2 + wb2,
+        "balance": params["a"] ** 2 - wb2,
+    }
+    if _records_params(cfg):
+        out.update(params)
+    return out
+
+
+def function_grid(cfg):
+    return np.linspace(-cfg.function_range, cfg.function_range, cfg.function_points)
+
+
+def finalize(cfg, params, data, bp):
+    dev = predict(cfg, params, data["x_test"]) - data["y_test"]
+    out = {"recovered": jnp.mean(dev * dev) < bp["recovery_threshold"]}
+    if cfg.function_points:
+        xs = jnp.asarray(function_grid(cfg), data["x"].dtype)[:, None]
+        out["f_grid"] = predict(cfg, params, xs)
+    return out
+
+
+def coords(cfg):
+    return {"x_grid": function_grid(cfg)} if cfg.function_points else {}
+
+
+DIMS = {"neuron_size": ("neuron",), "balance": ("neuron",), "a": ("neuron",), "b": ("neuron",),
+        "w": ("neuron", "input"), "c_coeff": ("neuron",), "imbalance_ratio": ("neuron",),
+        "f_grid": ("x_grid",)}
+
+DESCRIBE = {
+    "train_loss": "training loss",
+    "test_error": "test error (mean squared)",
+    "test_error_rms": "test error (root mean squared)",
+    "test_error_max": "test error (max absolute)",
+    "neuron_size": "neuron size a^2 + |w|^2 + b^2",
+    "balance": "balance a^2 - |w|^2 - b^2",
+    "a": "output weight a", "w": "input weight w", "b": "bias b",
+    "c_coeff": "initial coefficient C_k", "imbalance_ratio": "initial imbalance ratio C/|C|",
+    "g_norm": "data vector norm |g|", "recovered": "recovered",
+    "f_grid": "learned function f(x)", "stop_step": "stop step", "diverged": "diverged",
+}
+
+FAMILY = Family(name="single_neuron", Config=Config, setup=setup, loss=loss, observe=observe,
+                finalize=finalize, predict=predict, dims=DIMS, coords=coords, describe=DESCRIBE)
