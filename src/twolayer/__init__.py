@@ -16,3 +16,9 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)  # float64 where a config asks for it (the default)
 
 __version__ = "0.1.0"
+
+from .activations import register_activation  # noqa: E402
+from .api import load, reproduce, run, sweep  # noqa: E402
+from .config import ConfigError  # noqa: E402
+
+__all__ = ["run", "sweep", "reproduce", "load", "register_activation", "ConfigError"]

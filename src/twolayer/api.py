@@ -1,0 +1,60 @@
+"""The Python API: ``run``, ``sweep``, ``reproduce``, ``load``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from . import store
+from . import sweeps as _sweep
+from .config import make_config
+from .families import get as get_family
+
+
+def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Dataset:
+    """Train one run; ``settings`` are config fields (e.g. ``width=2, init_scale=1e-10``).
+    Returns its Dataset (dims ``step`` and the family's own)."""
+    from .train import train_group
+
+    fam = get_family(family)
+    cfg = make_config(fam.Config, {"family": family, **settings})
+    ds = train_group(fam, [cfg], progress=progress, desc="run").isel(run=0)
+    spec = _sweep.load_spec({"name": "run", "family": family,
+                             **_split_sections(fam, settings)})
+    ds.attrs.update(store.provenance(spec))
+    return ds
+
+
+def _split_sections(fam, settings: dict) -> dict:
+    from .config import field_specs
+
+    specs = field_specs(fam.Config)
+    out = {"base": {}, "train": {}}
+    for k, v in settings.items():
+        out[specs[k].metadata["section"]][k] = v
+    return out
+
+
+def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512,
+          progress=None) -> xr.Dataset:
+    """Run a sweep given as a TOML path, a preset name, or a dict (parsed TOML). With
+    ``out`` the shards and the merged result are written there, and a rerun resumes."""
+    return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress)
+
+
+def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
+              progress=None) -> tuple[xr.Dataset, list[Path]]:
+    """Run a preset's sweep into ``out`` and draw its figures into ``out/figures``."""
+    from . import plots, presets
+    from .config import ConfigError, suggest
+
+    if preset not in presets.names():
+        raise ConfigError(f"unknown preset '{preset}'{suggest(preset, presets.names())}; "
+                          f"presets: {', '.join(presets.names())}")
+    ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress)
+    return ds, plots.draw_all(ds, Path(out) / "figures")
+
+
+def load(folder) -> xr.Dataset:
+    """The merged Dataset of a sweep folder."""
+    return store.load(folder)

@@ -1,0 +1,184 @@
+"""Command line: thin commands over the Python API.
+
+    twolayer run [--FIELD VALUE ...] [--out DIR]     one run, summary printed
+    twolayer sweep SPEC.toml --out DIR               a sweep (resumes in DIR)
+    twolayer reproduce PRESET --out DIR --scale S    a preset's sweep and its figures
+    twolayer plot DIR                                redraw a sweep's figures
+    twolayer info DIR                                done / missing shards, dims, provenance
+    twolayer presets                                 the shipped presets
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, field_specs
+
+
+def _enable_compile_cache() -> None:
+    """JAX's persistent compilation cache: a repeated sweep compiles in milliseconds."""
+    import jax
+
+    cache = os.environ.get("TWOLAYER_CACHE_DIR",
+                           str(Path.home() / ".cache" / "twolayer" / "jax"))
+    if cache and cache != "0":
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def _parse_value(text: str):
+    """A CLI value: JSON when it parses (numbers, true/false, lists), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _cmd_run(args, extra):
+    from . import api
+    from .families import get as get_family
+
+    fam = get_family(args.family)
+    specs = field_specs(fam.Config)
+    settings, i = {}, 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--"):
+            raise ConfigError(f"unexpected argument '{flag}'; settings are given as --FIELD VALUE")
+        name, _, value = flag[2:].partition("=")
+        name = name.replace("-", "_")
+        if name not in specs or name == "family":
+            raise ConfigError(f"unknown setting '--{name}'{_suggest(name, specs)}; allowed: "
+                              + ", ".join(f"--{n}" for n in sorted(specs) if n != "family"))
+        if not value:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"'--{name}' needs a value")
+            value, i = extra[i + 1], i + 1
+        settings[name] = _parse_value(value)
+        i += 1
+    ds = api.run(args.family, progress=None, **settings)
+    summary = {k: (ds[k].item() if k in ds and ds[k].ndim == 0 else None)
+               for k in ("stop_step", "converged", "diverged", "recovered")}
+    summary["train_loss"] = float(ds.train_loss[-1])
+    summary["test_error"] = float(ds.test_error[-1])
+    print(json.dumps(summary))
+    if args.out:
+        from . import plots, store
+
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        store.write_result(folder, ds)
+        path = plots.save(plots.run_figure(ds), folder / "run.png")
+        print(f"result: {store.result_path(folder)}\nfigure: {path}")
+
+
+def _suggest(name, options):
+    from .config import suggest
+
+    return suggest(name, options)
+
+
+def _cmd_sweep(args, extra):
+    from . import api
+
+    api.sweep(args.spec, args.out, scale=args.scale, shard_size=args.shard_size)
+
+
+def _cmd_reproduce(args, extra):
+    from . import api
+
+    out = args.out or f"runs/{args.preset}-{args.scale}"
+    _, paths = api.reproduce(args.preset, out, scale=args.scale, shard_size=args.shard_size)
+    for p in paths:
+        print(f"figure: {p}")
+
+
+def _cmd_plot(args, extra):
+    from . import plots, store
+
+    ds = store.load(args.dir)
+    for p in plots.draw_all(ds, Path(args.dir) / "figures"):
+        print(f"figure: {p}")
+
+
+def _cmd_info(args, extra):
+    from . import store
+
+    info = store.info(args.dir)
+    print(f"sweep {info['name']} (family {info['family']}, scale {info['scale']})")
+    print(f"shards: {info['shards_done']}/{info['shards_total']} done, "
+          f"runs: {info['runs_done']}/{info['runs_total']}")
+    for s in info["missing"]:
+        print(f"  missing shard {s['key']}: {s['runs']} runs, {s['desc']}")
+    if info["result"]:
+        print(f"result: {info['result']}")
+        print("dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
+        print("variables: " + ", ".join(info["variables"]))
+        for k, v in info["provenance"].items():
+            print(f"  {k}: {v}")
+    else:
+        print("result: not merged yet (rerun the sweep to finish it)")
+
+
+def _cmd_presets(args, extra):
+    import tomllib
+
+    from . import presets
+
+    for name in presets.names():
+        raw = tomllib.loads(presets.path(name).read_text())
+        first = " ".join(raw.get("description", "").split())[:100]
+        print(f"{name:14s} {first}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twolayer", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train one run; settings as --FIELD VALUE")
+    r.add_argument("--family", default="single_neuron")
+    r.add_argument("--out", help="folder for result.nc and run.png")
+    s = sub.add_parser("sweep", help="run a sweep spec (TOML or preset name)")
+    s.add_argument("spec")
+    s.add_argument("--out", required=True)
+    s.add_argument("--scale", default="full")
+    s.add_argument("--shard-size", dest="shard_size", type=int, default=512)
+    q = sub.add_parser("reproduce", help="a preset's sweep and figures")
+    q.add_argument("preset")
+    q.add_argument("--out")
+    q.add_argument("--scale", default="quick", help="full, quick or tiny (default quick)")
+    q.add_argument("--shard-size", dest="shard_size", type=int, default=512)
+    pl = sub.add_parser("plot", help="draw a finished sweep's figures")
+    pl.add_argument("dir")
+    i = sub.add_parser("info", help="what is done, what is missing, dims, provenance")
+    i.add_argument("dir")
+    sub.add_parser("presets", help="list the shipped presets")
+    return p
+
+
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "reproduce": _cmd_reproduce,
+            "plot": _cmd_plot, "info": _cmd_info, "presets": _cmd_presets}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command in ("run", "sweep", "reproduce"):
+            _enable_compile_cache()
+        COMMANDS[args.command](args, extra)
+    except ConfigError as err:
+        print(f"twolayer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twolayer: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Sweeps: a TOML spec (or a shipped preset) -> run configs -> groups -> shards -> one Dataset.
+
+A spec file::
+
+    name = "fig4"
+    family = "single_neuron"
+    [base]                    # the family's model and data settings
+    width = 2
+    [train]                   # training settings (optimizer, learning_rate, max_steps, ...)
+    learning_rate = 0.5
+    [axes]                    # cartesian product, in this order
+    n_train = [2, 3, 4, 5, 6]
+    imbalance = {chebyshev = [0.0, 1.0, 61]}   # also linspace, logspace, range
+    [[zip]]                   # zipped axes: equal lengths; the dimension takes the first name
+    init_scale = [1e-15, 1e-10]
+    seed = [0, 1]
+    [[figure]]                # figures drawn by `twolayer plot` / `reproduce` (see plots.py)
+    kind = "error_vs"
+    [scales.quick]            # overrides for --scale quick: base, train, axes, zip, figure
+    axes = {imbalance = {chebyshev = [0.0, 1.0, 21]}}
+
+Runs are grouped by the fields that fix the compiled program (static fields); each group is
+cut into shards of at most ``shard_size`` runs. A shard's file is named by the hash of its
+run configs and is written atomically, so a rerun skips the shards already finished.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .config import ConfigError, field_specs, make_config, static_key, suggest, to_dict
+from .families import get as get_family
+
+SHARD_FORMAT = 1  # bump when the engine's output for the same configs changes
+TOP_KEYS = ("name", "family", "description", "base", "train", "axes", "zip", "figure", "scales")
+
+
+@dataclass(frozen=True)
+class Axis:
+    names: tuple[str, ...]  # one name, or several zipped together (the dim is names[0])
+    values: tuple[tuple, ...]  # values[i][j]: point i of names[j]
+
+    @property
+    def dim(self) -> str:
+        return self.names[0]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    family: str
+    base: dict
+    train: dict
+    axes: tuple[Axis, ...]
+    figures: tuple[dict, ...]
+    description: str
+    scale: str
+    raw: dict  # the spec after the scale's overrides, as given
+
+
+@dataclass(frozen=True)
+class Shard:
+    key: str  # hash of the contents: the file name
+    configs: tuple
+    coords: tuple[dict, ...]  # per run: its axis values
+    desc: str
+
+
+# ---------------------------------------------------------------- reading a spec
+def _values(name: str, v) -> list:
+    """An axis given as a list or as a generator table."""
+    if isinstance(v, list):
+        out = v
+    elif isinstance(v, dict) and len(v) == 1:
+        (kind, args), = v.items()
+        try:
+            if kind == "linspace":
+                out = np.linspace(float(args[0]), float(args[1]), int(args[2])).tolist()
+            elif kind == "logspace":
+                out = np.logspace(float(args[0]), float(args[1]), int(args[2])).tolist()
+            elif kind == "chebyshev":  # dense near both ends, ends included
+                lo, hi, k = float(args[0]), float(args[1]), int(args[2])
+                t = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k - 1, 1))
+                out = (lo + (hi - lo) * t).tolist()
+                out[0], out[-1] = lo, hi
+            elif kind == "range":
+                out = list(range(*[int(a) for a in args]))
+            else:
+                raise ConfigError(f"axis '{name}': unknown generator '{kind}'; allowed: "
+                                  f"linspace, logspace, chebyshev, range")
+        except (TypeError, ValueError, IndexError):
+            raise ConfigError(f"axis '{name}': bad arguments {args!r} for '{kind}' "
+                              f"(linspace/logspace/chebyshev: [start, stop, num]; "
+                              f"range: [start, stop(, step)])") from None
+    else:
+        raise ConfigError(f"axis '{name}' must be a list or one of {{linspace|logspace|"
+                          f"chebyshev|range = [...]}}, got {v!r}")
+    if not out:
+        raise ConfigError(f"axis '{name}' is empty")
+    if len({json.dumps(x) for x in out}) != len(out):
+        raise ConfigError(f"axis '{name}' repeats a value")
+    return out
+
+
+def _merge_scale(raw: dict, scale: str) -> dict:
+    scales = raw.get("scales", {})
+    if scale == "full":
+        return raw
+    if scale not in scales:
+        allowed = ", ".join(["full", *scales])
+        raise ConfigError(f"unknown scale '{scale}' for sweep '{raw.get('name', '?')}'; "
+                          f"allowed: {allowed}")
+    out = copy.deepcopy(raw)
+    for section, over in scales[scale].items():
+        if section in ("base", "train", "axes"):
+            out.setdefault(section, {}).update(over)
+        elif section in ("zip", "figure", "description"):
+            out[section] = over
+        else:
+            raise ConfigError(f"scales.{scale}: unknown section '{section}'; allowed: base, "
+                              f"train, axes, zip, figure, description")
+    return out
+
+
+def load_spec(source, scale: str = "full") -> Spec:
+    """A spec from a TOML path, a preset name, or a dict (already parsed TOML)."""
+    from . import presets
+
+    if isinstance(source, dict):
+        raw, origin = source, "spec"
+    else:
+        path = Path(source)
+        if not path.exists() and str(source) in presets.names():
+            path = presets.path(str(source))
+        if not path.exists():
+            raise ConfigError(f"no sweep file or preset named '{source}'"
+                              f"{suggest(str(source), presets.names())}; presets: "
+                              f"{', '.join(presets.names())}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"malformed TOML in {path}: {err}") from None
+        origin = str(path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"unknown key '{key}' in {origin}{suggest(key, TOP_KEYS)}; "
+                              f"allowed: {', '.join(TOP_KEYS)}")
+    raw = _merge_scale(raw, scale)
+    family = get_family(raw.get("family", "single_neuron"))
+    specs = field_specs(family.Config)
+    for section in ("base", "train"):
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        for key in table:
+            if key not in specs:
+                raise ConfigError(f"unknown key '{key}' in [{section}]{suggest(key, specs)}")
+            home = specs[key].metadata["section"]
+            if home != section:
+                raise ConfigError(f"key '{key}' belongs in [{home}], not [{section}]")
+
+    axes = []
+    for name, v in raw.get("axes", {}).items():
+        axes.append(Axis((name,), tuple((x,) for x in _values(name, v))))
+    zips = raw.get("zip", [])
+    for table in zips if isinstance(zips, list) else [zips]:
+        cols = {name: _values(name, v) for name, v in table.items()}
+        lengths = {len(c) for c in cols.values()}
+        if len(lengths) > 1:
+            raise ConfigError(f"zipped axes {', '.join(cols)} have different lengths "
+                              f"{sorted(len(c) for c in cols.values())}")
+        if cols:
+            axes.append(Axis(tuple(cols), tuple(zip(*cols.values()))))
+    seen = set()
+    for axis in axes:
+        for name in axis.names:
+            if name not in specs:
+                raise ConfigError(f"unknown axis '{name}'{suggest(name, specs)}")
+            if name in seen:
+                raise ConfigError(f"axis '{name}' is given twice")
+            if name in raw.get("base", {}) or name in raw.get("train", {}):
+                raise ConfigError(f"'{name}' is both a fixed setting and an axis; keep one")
+            seen.add(name)
+    return Spec(name=raw.get("name", Path(str(source)).stem if not isinstance(source, dict)
+                             else "sweep"),
+                family=family.name, base=dict(raw.get("base", {})),
+                train=dict(raw.get("train", {})), axes=tuple(axes),
+                figures=tuple(raw.get("figure", [])), description=raw.get("description", ""),
+                scale=scale, raw=raw)
+
+
+# ---------------------------------------------------------------- runs, groups, shards
+def expand(spec: Spec) -> list[tuple[dict, object]]:
+    """Every point of the grid: (its axis values, its validated config)."""
+    family = get_family(spec.family)
+    fixed = {"family": spec.family, **spec.base, **spec.train}
+    runs = []
+    for point in itertools.product(*[a.values for a in spec.axes]):
+        coords = {n: v for axis, vals in zip(spec.axes, point) for n, v in zip(axis.names, vals)}
+        try:
+            cfg = make_config(family.Config, {**fixed, **coords})
+        except ConfigError as err:
+            where = ", ".join(f"{k} = {v}" for k, v in coords.items())
+            raise ConfigError(f"{err} (at {where})" if where else str(err)) from None
+        runs.append((coords, cfg))
+    return runs
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def shards(spec: Spec, shard_size: int = 512) -> list[Shard]:
+    if shard_size < 1:
+        raise ConfigError(f"'shard_size' must be >= 1, got {shard_size}")
+    groups: dict[tuple, list] = {}
+    for coords, cfg in expand(spec):
+        groups.setdefault(static_key(cfg), []).append((coords, cfg))
+    out = []
+    for members in groups.values():
+        for start in range(0, len(members), shard_size):
+            part = members[start:start + shard_size]
+            cfgs = tuple(c for _, c in part)
+            coords = tuple(k for k, _ in part)
+            key = _hash({"format": SHARD_FORMAT, "family": spec.family,
+                         "runs": [to_dict(c) for c in cfgs], "coords": list(coords)})
+            fixed = {n: getattr(cfgs[0], n) for n in ("n_train", "width", "max_steps")
+                     if hasattr(cfgs[0], n)}
+            desc = " ".join(f"{k}={v}" for k, v in fixed.items())
+            out.append(Shard(key=key, configs=cfgs, coords=coords, desc=desc))
+    return out
+
+
+def sweep_id(spec: Spec, all_shards: list[Shard]) -> str:
+    return _hash({"family": spec.family, "shards": [s.key for s in all_shards]})
+
+
+# ---------------------------------------------------------------- running a sweep
+def run_shard(shard: Shard, family_name: str, progress=None, desc: str = ""):
+    from .train import train_group
+
+    family = get_family(family_name)
+    ds = train_group(family, list(shard.configs), progress=progress, desc=desc or shard.desc)
+    return store.label_runs(ds, shard)
+
+
+def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
+        log=None):
+    """Run a sweep and return the merged Dataset. With ``out``, shards and the merged result
+    are written there and a rerun continues where the last one stopped."""
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec, scale)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    todo = shards(spec, shard_size)
+    total = sum(len(s.configs) for s in todo)
+    folder = store.open_sweep(out, spec, sweep_id(spec, todo), todo) if out else None
+    results = []
+    for i, shard in enumerate(todo, 1):
+        if folder is not None and store.shard_done(folder, shard.key):
+            log(f"shard {i}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): done before, skipped")
+            results.append(store.read_shard(folder, shard.key))
+            continue
+        log(f"shard {i}/{len(todo)} ({len(shard.configs)} runs, {shard.desc})")
+        ds = run_shard(shard, spec.family, progress, desc=f"shard {i}/{len(todo)}")
+        if folder is not None:
+            store.write_shard(folder, shard.key, ds)
+        results.append(ds)
+    merged = store.merge(spec, results)
+    if folder is not None:
+        store.write_result(folder, merged)
+        log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+    return merged
