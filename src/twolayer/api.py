@@ -45,13 +45,15 @@ def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512,
 def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
               progress=None) -> tuple[xr.Dataset, list[Path]]:
     """Run a preset's sweep into ``out`` and draw its figures into ``out/figures``."""
-    from . import plots, presets
+    from . import presets
     from .config import ConfigError, suggest
 
     if preset not in presets.names():
         raise ConfigError(f"unknown preset '{preset}'{suggest(preset, presets.names())}; "
                           f"presets: {', '.join(presets.names())}")
     ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress)
+    from . import plots
+
     return ds, plots.draw_all(ds, Path(out) / "figures")
 
 
