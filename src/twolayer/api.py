@@ -21,7 +21,7 @@ def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Datas
     ds = train_group(fam, [cfg], progress=progress, desc="run").isel(run=0)
     spec = _sweep.load_spec({"name": "run", "family": family,
                              **_split_sections(fam, settings)})
-    ds.attrs.update(store.provenance(spec))
+    ds.attrs.update(store.provenance(spec), scale="")
     return ds
 
 

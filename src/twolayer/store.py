@@ -128,7 +128,7 @@ def _fill_missing(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
 def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
     """Shards (dim ``run``) -> one Dataset whose dims are the swept names plus ``step``."""
     ds = xr.concat(_fill_missing(datasets), dim="run", join="outer", data_vars="all",
-                   coords="different", compat="equals", combine_attrs="drop")
+                   coords="different", compat="equals", combine_attrs="drop_conflicts")
     dims = [a.dim for a in spec.axes]
     if dims:
         index = pd.MultiIndex.from_arrays([ds[d].values for d in dims], names=dims)
@@ -143,7 +143,7 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
         ds = ds.transpose(*order)
     else:
         ds = ds.isel(run=0)
-    ds.attrs.update(provenance(spec))
+    ds.attrs = provenance(spec)
     if "loss" in spec.base:
         ds["train_loss"].attrs["loss"] = spec.base["loss"]
     return ds

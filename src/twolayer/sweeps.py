@@ -76,7 +76,7 @@ class Shard:
 
 
 # ---------------------------------------------------------------- reading a spec
-def _values(name: str, v) -> list:
+def _values(name: str, v, unique: bool = True) -> list:
     """An axis given as a list or as a generator table."""
     if isinstance(v, list):
         out = v
@@ -106,7 +106,7 @@ def _values(name: str, v) -> list:
                           f"chebyshev|range = [...]}}, got {v!r}")
     if not out:
         raise ConfigError(f"axis '{name}' is empty")
-    if len({json.dumps(x) for x in out}) != len(out):
+    if unique and len({json.dumps(x) for x in out}) != len(out):
         raise ConfigError(f"axis '{name}' repeats a value")
     return out
 
@@ -173,7 +173,8 @@ def load_spec(source, scale: str = "full") -> Spec:
         axes.append(Axis((name,), tuple((x,) for x in _values(name, v))))
     zips = raw.get("zip", [])
     for table in zips if isinstance(zips, list) else [zips]:
-        cols = {name: _values(name, v) for name, v in table.items()}
+        # only the first name labels the dimension: the others may repeat values
+        cols = {name: _values(name, v, unique=(i == 0)) for i, (name, v) in enumerate(table.items())}
         lengths = {len(c) for c in cols.values()}
         if len(lengths) > 1:
             raise ConfigError(f"zipped axes {', '.join(cols)} have different lengths "

@@ -5,6 +5,7 @@ Notation: d input dimension, D effective input dimension (d + 1 with bias), m st
 m0 target width (number of target neurons), k intrinsic width of the target."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -62,4 +63,116 @@ def time_shift(init_scale, learning_rate, rate, optimizer: str = "gd"):
     return np.log(1.0 / alpha) / np.log1p(eta * lam)
 
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "math", "np")]
+# ---------------------------------------------------------------- numerical model rank
+def _n_params(params) -> int:
+    import jax
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def random_inputs(cfg, n_inputs: int, key_seed: int = 0):
+    """n_inputs points x ~ N(0, I_d), d = ``cfg.input_dim``: float64 numpy array (n, d) from
+    ``numpy.random.default_rng(key_seed)``."""
+    d = int(getattr(cfg, "input_dim"))
+    return np.random.default_rng(key_seed).standard_normal((n_inputs, d))
+
+
+def model_jacobian(family, cfg, params, *, n_inputs: int | None = None, key_seed: int = 0,
+                   x=None) -> np.ndarray:
+    """J[i, p] = d f(x_i) / d theta_p at the parameter point ``params`` (any pytree; flattened
+    with ``jax.flatten_util.ravel_pytree``), in float64, over the inputs ``x`` (default:
+    ``n_inputs`` draws of N(0, I_d), ``n_inputs`` = 4 * (number of parameters) + 20)."""
+    import jax
+    import jax.numpy as jnp
+
+    params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    flat = jnp.asarray(np.concatenate([np.ravel(v) for v in leaves]) if leaves else np.zeros(0))
+    if x is None:
+        n = 4 * flat.size + 20 if n_inputs is None else int(n_inputs)
+        x = random_inputs(cfg, n, key_seed)
+    x = jnp.asarray(x, jnp.float64)
+    shapes = tuple(np.shape(v) for v in leaves)
+    try:
+        fn = _jacobian_fn(family.predict, cfg, treedef, shapes)
+    except TypeError:  # an unhashable config: compile without the cache
+        fn = _jacobian_fn.__wrapped__(family.predict, cfg, treedef, shapes)
+    return np.asarray(fn(flat, x), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _jacobian_fn(predict, cfg, treedef, shapes):
+    """Compiled x, theta -> d predict / d theta for one parameter structure."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    zeros = jax.tree_util.tree_unflatten(treedef, [np.zeros(s) for s in shapes])
+    _, unravel = ravel_pytree(zeros)
+    return jax.jit(jax.jacfwd(lambda th, xs: predict(cfg, unravel(th), xs)))
+
+
+def jacobian_singular_values(family, cfg, params, *, n_inputs: int | None = None,
+                             key_seed: int = 0, x=None) -> np.ndarray:
+    """Singular values (descending) of the model Jacobian of :func:`model_jacobian`."""
+    return np.linalg.svd(model_jacobian(family, cfg, params, n_inputs=n_inputs,
+                                        key_seed=key_seed, x=x), compute_uv=False)
+
+
+def model_rank(family, cfg, params, *, n_inputs: int | None = None, tol: float = 1e-8,
+               key_seed: int = 0, x=None) -> int:
+    """Numerical model rank of a parameter point, for any family: the dimension of the span of
+    the functions d f / d theta_p, estimated as the rank of the Jacobian of
+    ``family.predict(cfg, params, x)`` with respect to all parameters over many random inputs
+    x ~ N(0, I_d) (``n_inputs``, default 4 * (number of parameters) + 20; or explicit ``x``),
+    computed by SVD in float64.
+
+    ``tol`` is RELATIVE: the rank counts the singular values above ``tol`` times the largest
+    one. Exactly dependent directions give values at rounding level (~1e-16 relative), so the
+    default 1e-8 separates them from genuinely independent ones unless these are themselves
+    nearly dependent (e.g. two target neurons with almost equal weights); inspect
+    :func:`jacobian_singular_values` when in doubt. A zero Jacobian has rank 0."""
+    sv = jacobian_singular_values(family, cfg, params, n_inputs=n_inputs, key_seed=key_seed, x=x)
+    if sv.size == 0 or sv[0] == 0.0:
+        return 0
+    return int(np.sum(sv > tol * sv[0]))
+
+
+def target_point(cfg, dtype=None) -> dict:
+    """Student parameters (width ``cfg.width``) realizing the target of a ``single_neuron``
+    config: the first m0 neurons are the target neurons, the remaining ones all zero. Needs
+    m >= m0, the same activation for student and target, and (without bias) zero target
+    biases."""
+    m0, m = len(cfg.target_a), cfg.width
+    if m < m0:
+        raise ValueError(f"the student width {m} is below the target width {m0}")
+    if cfg.activation != cfg.target_activation:
+        raise ValueError(f"activation '{cfg.activation}' differs from target_activation "
+                         f"'{cfg.target_activation}': the student cannot realize the target")
+    dtype = np.float64 if dtype is None else dtype
+    ta = np.asarray(cfg.target_a, dtype)
+    tw = (np.ones((m0, cfg.input_dim)) if cfg.target_w is None
+          else np.asarray(cfg.target_w, dtype).reshape(m0, cfg.input_dim))
+    tb = np.asarray(cfg.target_b, dtype)
+    if not cfg.bias and np.any(tb != 0):
+        raise ValueError("a student without bias cannot realize a target with nonzero biases")
+    pad = m - m0
+    params = {"a": np.concatenate([ta, np.zeros(pad, dtype)]),
+              "w": np.concatenate([tw.astype(dtype), np.zeros((pad, cfg.input_dim), dtype)])}
+    if cfg.bias:
+        params["b"] = np.concatenate([tb, np.zeros(pad, dtype)])
+    return params
+
+
+def model_rank_of_target(cfg, *, n_inputs: int | None = None, tol: float = 1e-8,
+                         key_seed: int = 0) -> int:
+    """:func:`model_rank` at the parameter point :func:`target_point` (target neurons first,
+    the other neurons zero). For tanh-like activations this equals the optimistic sample size
+    k (D + 1) when the k target neurons are distinct (no two input weights equal up to sign)."""
+    from .families import get
+
+    family = get(cfg.family)
+    return model_rank(family, cfg, target_point(cfg), n_inputs=n_inputs, tol=tol,
+                      key_seed=key_seed)
+
+
+__all__ = [n for n in dir() if not n.startswith("_")
+           and n not in ("annotations", "functools", "math", "np")]

@@ -163,7 +163,8 @@ def setup(cfg, bp):
     params = jax.tree_util.tree_map(lambda p: p * bp["init_scale"], params)
     if cfg.imbalance is not None:
         c = c_coeffs(cfg, params, g)
-        factor = bp["imbalance"] * c[0] / c[1]  # makes C_2 = c~ C_1
+        # makes C_2 = c~ C_1; C_2 = 0 (e.g. init_scale 0) leaves nothing to scale: zero it
+        factor = jnp.where(c[1] != 0, bp["imbalance"] * c[0] / jnp.where(c[1] != 0, c[1], 1), 0)
         scale = jnp.stack([jnp.ones((), dtype), factor.astype(dtype)])
         params = {k: v * (scale if v.ndim == 1 else scale[:, None]) for k, v in params.items()}
     c = c_coeffs(cfg, params, g)

@@ -1,0 +1,195 @@
+"""Every shipped preset runs end to end at scale "tiny" and draws its figures; the plot logic
+(clipping, threshold lines, panel titles, one file per figure spec) is checked on small
+hand-made Datasets."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import twolayer
+from twolayer import plots, presets
+
+os.environ.setdefault("TWOLAYER_PROGRESS", "0")
+
+EXPECTED_DIMS = {  # the swept dims, in spec order, then step
+    "fig1-fixed": ("n_train", "init_scale", "seed", "step"),
+    "fig1-random": ("n_train", "init_scale", "seed", "step"),
+    "fig2": ("init_scale", "step"),
+    "fig3": ("seed", "step"),
+    "fig4": ("n_train", "data_seed", "imbalance", "step"),
+    "fig5": ("init_scale", "step"),
+    "fig6": ("width", "step"),
+    "fig9": ("data_seed", "imbalance", "n_train", "step"),
+}
+
+
+def test_every_preset_is_listed():
+    assert set(EXPECTED_DIMS) <= set(presets.names())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """reproduce(name) at scale tiny, once per preset for the whole module."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            out = tmp_path_factory.mktemp(name)
+            done[name] = twolayer.reproduce(name, out / name, scale="tiny")
+        return done[name]
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DIMS))
+def test_preset_runs_at_tiny_scale_and_draws(tiny, name):
+    ds, paths = tiny(name)
+    dims = tuple(d for d in ds["train_loss"].dims)
+    assert dims == EXPECTED_DIMS[name]
+    spec = json.loads(ds.attrs["sweep"])
+    assert len(paths) == len(spec["figure"]) >= 1
+    for path, fig_spec in zip(paths, spec["figure"]):
+        assert path.name == fig_spec["file"] and path.parent.name == "figures"
+        assert path.exists() and path.stat().st_size > 20_000
+    assert ds.attrs["scale"] == "tiny"
+
+
+def test_fig2_zips_seed_onto_init_scale(tiny):
+    ds, _ = tiny("fig2")
+    assert ds["seed"].dims == ("init_scale",)
+    assert list(ds["seed"].values) == list(range(ds.sizes["init_scale"]))
+
+
+def test_dynamics_bottom_row_uses_the_gd_time_shift(tiny):
+    ds, _ = tiny("fig2")
+    spec = json.loads(ds.attrs["sweep"])["figure"][0]
+    fig = plots.figure(ds, spec)
+    bottom = fig.axes[len(fig.axes) // 2]  # first panel of the second row: the shifted loss
+    eta, g = 0.01, ds["g_norm"].values
+    for line, alpha, gk in zip(bottom.get_lines(), ds["init_scale"].values, g):
+        shift = np.log(1 / alpha) / np.log1p(eta * gk)
+        np.testing.assert_allclose(line.get_xdata(), ds["step"].values - shift)
+
+
+def test_fig6_learned_functions_have_the_grid(tiny):
+    ds, _ = tiny("fig6")
+    assert ds.sizes["x_grid"] == 201
+    assert ds["f_grid"].dims == ("width", "x_grid")
+
+
+# ---------------------------------------------------------------- plot logic on fake data
+def fake(sweep: dict, values: np.ndarray, dims: tuple[str, ...], coords: dict) -> xr.Dataset:
+    """A merged-looking Dataset: test_error over ``dims`` + step (2 checkpoints)."""
+    v = np.stack([np.full_like(values, 0.5), values], axis=-1)
+    ds = xr.Dataset({"test_error": (dims + ("step",), v)},
+                    coords={**coords, "step": [0, 100]})
+    ds["diverged"] = (dims, ~np.isfinite(values))
+    ds.attrs.update(title=sweep.get("name", "fake"), scale="tiny", sweep=json.dumps(sweep))
+    return ds
+
+
+def n_sweep(input_dim=1, threshold=1e-8, figure=None):
+    return {"name": "fake", "family": "single_neuron",
+            "base": {"input_dim": input_dim, "bias": True, "width": 2,
+                     "recovery_threshold": threshold},
+            "figure": figure or [{"kind": "error_vs", "x": "n_train", "hue": "init_scale",
+                                  "file": "a.png"}]}
+
+
+def _ys(ax):
+    ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()
+          if line.get_gid() is None]
+    ys += [np.asarray(c.get_offsets())[:, 1] for c in ax.collections if c.get_gid() is None]
+    return np.concatenate(ys) if ys else np.array([])
+
+
+def test_errors_are_clipped_at_the_recovery_threshold():
+    rng = np.random.default_rng(0)
+    vals = 10.0 ** rng.uniform(-30, 0, size=(5, 3, 4))
+    ds = fake(n_sweep(threshold=1e-7), vals, ("n_train", "init_scale", "seed"),
+              {"n_train": [2, 3, 4, 5, 6], "init_scale": [1e-20, 0.1, 1.0], "seed": range(4)})
+    for spec in ({"kind": "error_vs", "x": "n_train", "hue": "init_scale", "reduce": "median"},
+                 {"kind": "error_vs", "x": "init_scale", "panel": "n_train", "points": "seed"}):
+        fig = plots.figure(ds, spec)
+        for ax in fig.axes:
+            if not ax.get_visible():
+                continue
+            ys = _ys(ax)
+            assert ys.size and np.nanmin(ys) >= 1e-7
+            clip = [ln for ln in ax.get_lines() if ln.get_gid() == "clip"]
+            assert len(clip) == 1 and clip[0].get_ydata()[0] == pytest.approx(1e-7)
+            assert ax.get_yscale() == "log"
+    # an explicit clip wins
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale",
+                            "clip": 1e-3})
+    assert np.nanmin(_ys(fig.axes[0])) >= 1e-3
+
+
+def _vlines(ax):
+    return {ln.get_gid().split(":")[1]: ln.get_xdata()[0] for ln in ax.get_lines()
+            if (ln.get_gid() or "").startswith("threshold:")}
+
+
+@pytest.mark.parametrize("input_dim, expected", [(1, (3, 4, 5)), (3, (5, 6, 9))])
+def test_threshold_lines_where_x_is_n_train(input_dim, expected):
+    ns = [2, 3, 4, 5, 6] if input_dim == 1 else [5, 6, 7, 8, 9, 10]
+    ds = fake(n_sweep(input_dim), np.full((len(ns), 2), 0.1), ("n_train", "init_scale"),
+              {"n_train": ns, "init_scale": [1e-20, 1.0]})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale"})
+    lines = _vlines(fig.axes[0])
+    assert (lines["optimistic"], lines["separation_q2"], lines["separation_q1"]) == expected
+    # no threshold lines when x is something else
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "init_scale", "panel": "n_train"})
+    assert not _vlines(fig.axes[0])
+
+
+def test_panel_titles_name_the_thresholds():
+    ds = fake(n_sweep(), np.full((5, 2), 0.1), ("n_train", "imbalance"),
+              {"n_train": [2, 3, 4, 5, 6], "imbalance": [0.0, 1.0]})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "imbalance", "panel": "n_train"})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["n_train = 2 (below optimistic)", "n_train = 3 (optimistic)",
+                      "n_train = 4 (separation Q2)", "n_train = 5 (separation Q1)",
+                      "n_train = 6 (all minima perfect)"]
+    assert fig.axes[0].get_xlabel() == "imbalance c~"
+    assert "mean squared" in fig.axes[0].get_ylabel() or "test_error" in fig.axes[0].get_ylabel()
+
+
+def test_diverged_runs_are_marked_not_plotted():
+    vals = np.array([[1e-3, np.inf], [1e-12, 1e-2]])
+    ds = fake(n_sweep(), vals, ("n_train", "init_scale"),
+              {"n_train": [3, 4], "init_scale": [1e-20, 1.0]})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale"})
+    ax = fig.axes[0]
+    assert np.all(np.isfinite(_ys(ax)) | np.isnan(_ys(ax)))
+    marks = [c for c in ax.collections if c.get_gid() == "diverged"]
+    assert len(marks) == 1 and len(marks[0].get_offsets()) == 1
+
+
+def test_draw_all_writes_one_file_per_figure_spec(tmp_path):
+    figs = [{"kind": "error_vs", "x": "n_train", "hue": "init_scale", "file": "one.png"},
+            {"kind": "error_vs", "x": "init_scale", "panel": "n_train", "file": "two.png"}]
+    ds = fake(n_sweep(figure=figs), np.full((2, 2), 0.1), ("n_train", "init_scale"),
+              {"n_train": [3, 4], "init_scale": [1e-20, 1.0]})
+    paths = plots.draw_all(ds, tmp_path / "figs")
+    assert [p.name for p in paths] == ["one.png", "two.png"]
+    assert all(p.exists() and p.stat().st_size > 5_000 for p in paths)
+    # no figure spec: a default error_vs over the first dim
+    sweep = n_sweep()
+    del sweep["figure"]
+    ds = fake(sweep, np.full((2, 2), 0.1), ("n_train", "init_scale"),
+              {"n_train": [3, 4], "init_scale": [1e-20, 1.0]})
+    paths = plots.draw_all(ds, tmp_path / "default")
+    assert len(paths) == 1 and paths[0].exists()
+
+
+def test_unknown_kind_and_dim_are_refused():
+    ds = fake(n_sweep(), np.full((2, 2), 0.1), ("n_train", "init_scale"),
+              {"n_train": [3, 4], "init_scale": [1e-20, 1.0]})
+    with pytest.raises(ValueError, match="unknown figure kind"):
+        plots.figure(ds, {"kind": "nope"})
+    with pytest.raises(ValueError, match="not a dim"):
+        plots.figure(ds, {"kind": "error_vs", "x": "imbalance"})
