@@ -399,3 +399,34 @@ def test_final_ratio_and_recovery_rate():
     merged = xr.Dataset({"recovered": (("n_train", "seed"),
                                        np.array([[True, np.nan], [False, True]], dtype=object))})
     np.testing.assert_allclose(analysis.recovery_rate(merged, "seed"), [1.0, 0.5])
+
+
+# ---------------------------------------------------------------- sharpness and the presets' loss
+def test_sharpness_at_a_global_minimum_is_gauss_newton(fam, make, bp_of):
+    """At a zero-residual minimum the Hessian of 1/2 sum r^2 is J^T J (J: Jacobian of the
+    predictions on the training inputs); the mean loss divides it by n. And the study's
+    eta = 0.5 with the sum loss is linearly unstable at branch Q2 for n = 6 evenly spaced
+    points (sharpness > 2 / eta), which is why the large-step presets use the mean loss."""
+    from jax.flatten_util import ravel_pytree
+
+    from twolayer import theory
+
+    for loss in ("sum", "mean"):
+        cfg = make(n_train=6, loss=loss, init_scale=1e-3)
+        _, data, _ = fam.setup(cfg, bp_of(cfg))
+        q2 = {"a": jnp.array([1.0, 0.0]), "w": jnp.array([[1.0], [0.3]]), "b": jnp.array([1.0, -0.2])}
+        assert float(fam.loss(cfg, q2, data)) < 1e-28  # a global minimum
+        flat, unravel = ravel_pytree(q2)
+        jac = jax.jacobian(lambda f: fam.predict(cfg, unravel(f), data["x"]))(flat)
+        gauss_newton = np.linalg.eigvalsh(np.asarray(jac.T @ jac))[-1] / (6 if loss == "mean" else 1)
+        sharp = theory.sharpness(fam, cfg, q2, data)
+        assert sharp == pytest.approx(gauss_newton, rel=1e-10)
+        assert (sharp > 2 / 0.5) == (loss == "sum")
+        # GD at eta = 0.5 from a tiny perturbation: leaves the minimum iff it is unstable
+        p = {k: v + 1e-6 for k, v in q2.items()}
+        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+        for _ in range(400):
+            g = grad(p)
+            p = {k: p[k] - 0.5 * g[k] for k in p}
+        moved = max(float(jnp.max(jnp.abs(p[k] - q2[k]))) for k in p)
+        assert (not moved <= 1e-3) == (loss == "sum")  # NaN (blown up) counts as moved

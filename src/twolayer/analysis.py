@@ -135,48 +135,74 @@ def branch(ds: xr.Dataset, *, a_tol: float = 1e-3, match_tol: float = 1e-2,
     return out
 
 
-# ---------------------------------------------------------------- time shift
-def _setting(ds, name, override, default=None):
-    """A config value: explicit override, else a coordinate/variable of ``ds``, else a scalar
-    attribute, else the sweep spec stored in the attributes, else ``default``."""
-    if override is not None:
-        return override
+# ---------------------------------------------------------------- settings of a result
+_MISSING = object()
+
+
+def sweep_spec(ds) -> dict:
+    """The sweep spec stored with a Dataset (its ``sweep`` attribute, after the scale), or {}."""
+    raw = ds.attrs.get("sweep")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+def setting(ds, name: str, default=_MISSING):
+    """The value of a config field for the runs of ``ds``: a coordinate or variable (a swept
+    name), else a scalar attribute, else the stored sweep spec's [base]/[train], else the
+    value shared by every config of a shard (``configs`` attribute), else, for a Dataset that
+    came from a sweep, the family's default (which is what its runs used), else ``default``."""
     if name in ds.coords or (isinstance(ds, xr.Dataset) and name in ds.data_vars):
         return ds[name]
     if name in ds.attrs:
         return ds.attrs[name]
-    spec = ds.attrs.get("sweep")
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except ValueError:
-            spec = None
-    if isinstance(spec, dict):
-        for section in ("train", "base"):
-            table = spec.get(section) or {}
-            if name in table:
-                return table[name]
+    spec = sweep_spec(ds)
+    for section in ("train", "base"):
+        table = spec.get(section) or {}
+        if name in table:
+            return table[name]
     configs = ds.attrs.get("configs")
     if isinstance(configs, str):
         try:
-            values = {c.get(name) for c in json.loads(configs)}
+            values = {json.dumps(c.get(name)) for c in json.loads(configs)}
         except (ValueError, AttributeError):
             values = set()
-        if len(values) == 1 and None not in values:
-            return values.pop()
-    if default is not None:
+        if len(values) == 1:
+            return json.loads(values.pop())
+    if spec:
+        from .config import field_specs
+        from .families import get as get_family
+
+        field = field_specs(get_family(spec.get("family", "single_neuron")).Config).get(name)
+        if field is not None and field.default is not None:
+            return field.default
+    if default is not _MISSING:
         return default
     raise ValueError(f"'{name}' is neither a coordinate, a variable nor an attribute of the "
                      f"Dataset; pass {name}=... explicitly")
 
 
+def _setting(ds, name, override, default=_MISSING):
+    return override if override is not None else setting(ds, name, default)
+
+
+# ---------------------------------------------------------------- time shift
 def time_shift_of(ds, optimizer: str = "gd", *, init_scale=None, learning_rate=None,
-                  slope: float = 1.0, loss: str = "sum", n_train=None) -> xr.DataArray:
+                  slope: float | None = None, loss: str | None = None,
+                  n_train=None) -> xr.DataArray:
     """Per run: steps by which the init scale delays the dynamics,
     ``theory.time_shift(init_scale, learning_rate, theory.growth_rate(g_norm, slope, n, loss))``
     (see :func:`time_shifted_step` for the arguments)."""
+    from . import activations
+
     alpha = _setting(ds, "init_scale", init_scale)
     eta = _setting(ds, "learning_rate", learning_rate)
+    loss = _setting(ds, "loss", loss, default="sum")
+    if slope is None:
+        slope = activations.slope_at_zero(_setting(ds, "activation", None, default="tanh"))
     g = ds["g_norm"]
     lam = g * slope
     if loss == "mean":
@@ -191,7 +217,8 @@ def time_shift_of(ds, optimizer: str = "gd", *, init_scale=None, learning_rate=N
 
 
 def time_shifted_step(ds, optimizer: str = "gd", *, init_scale=None, learning_rate=None,
-                      slope: float = 1.0, loss: str = "sum", n_train=None) -> xr.DataArray:
+                      slope: float | None = None, loss: str | None = None,
+                      n_train=None) -> xr.DataArray:
     """``step - time_shift`` per run: the step axis on which runs from different init scales
     with the same imbalance ratio overlap.
 
@@ -200,7 +227,8 @@ def time_shifted_step(ds, optimizer: str = "gd", *, init_scale=None, learning_ra
     |g| from ``g_norm``. ``init_scale`` and ``learning_rate`` (and ``n_train`` for the mean
     loss) are taken, unless given explicitly (a scalar or a DataArray), from a coordinate or
     variable of ``ds`` (a swept dim), else from a scalar attribute or the stored sweep spec.
-    ``slope`` is s'(0) of the activation (1 for tanh and x/(1+x^2)); ``loss`` must be the loss
+    ``slope`` is s'(0) of the activation (default: computed from the sweep's ``activation``,
+    1 for tanh and x/(1+x^2)); ``loss`` (default: the sweep's, else "sum") must be the loss
     the runs were trained with."""
     shift = time_shift_of(ds, optimizer, init_scale=init_scale, learning_rate=learning_rate,
                           slope=slope, loss=loss, n_train=n_train)
@@ -225,5 +253,5 @@ def recovery_rate(ds, dim) -> xr.DataArray:
     return out
 
 
-__all__ = ["BRANCHES", "final", "c_ratio", "imbalance_of", "branch", "time_shift_of",
+__all__ = ["BRANCHES", "sweep_spec", "setting", "final", "c_ratio", "imbalance_of", "branch", "time_shift_of",
            "time_shifted_step", "recovery_rate"]

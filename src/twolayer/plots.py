@@ -39,40 +39,12 @@ ROLES = ("x", "panel", "hue", "points")
 
 
 # ---------------------------------------------------------------- settings of a sweep
-def sweep_spec(ds) -> dict:
-    """The sweep spec stored with a Dataset (after its scale), or {}."""
-    raw = ds.attrs.get("sweep")
-    if isinstance(raw, dict):
-        return raw
-    try:
-        return json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
+sweep_spec = analysis.sweep_spec
+setting = analysis.setting  # a config value of the runs: coordinate, attribute or sweep spec
 
 
-def setting(ds, name: str, default=None):
-    """A fixed config value of the sweep: its [base]/[train] tables, else the family's default.
-    (A swept value is a coordinate of ``ds``; ask for it there.)"""
-    spec = sweep_spec(ds)
-    for section in ("base", "train"):
-        if name in (spec.get(section) or {}):
-            return spec[section][name]
-    try:
-        from .config import field_specs
-        from .families import get as get_family
-
-        f = field_specs(get_family(spec.get("family", "single_neuron")).Config).get(name)
-        if f is not None and f.default is not None:
-            return f.default
-    except Exception:  # noqa: BLE001 - a label helper must not fail a figure
-        pass
-    return default
-
-
-def _coord_or_setting(ds, name, default=None):
-    if name in ds.coords:
-        return np.asarray(ds[name].values)
-    return setting(ds, name, default)
+def _values(ds, name, default=None) -> np.ndarray:
+    return np.asarray(setting(ds, name, default))
 
 
 def threshold_of(ds, spec: dict | None = None) -> float:
@@ -80,14 +52,14 @@ def threshold_of(ds, spec: dict | None = None) -> float:
     (the smallest, if swept), else 1e-8."""
     if spec and spec.get("clip") is not None:
         return float(spec["clip"])
-    v = _coord_or_setting(ds, "recovery_threshold", 1e-8)
+    v = _values(ds, "recovery_threshold", 1e-8)
     return float(np.min(v))
 
 
 def sample_sizes_of(ds) -> dict:
     """theory.sample_sizes for the sweep's input_dim, bias and width (one value each)."""
     def one(name, default):
-        v = _coord_or_setting(ds, name, default)
+        v = _values(ds, name, default)
         return np.asarray(v).ravel()[0].item() if np.ndim(v) else v
 
     m0 = len(setting(ds, "target_a", (1.0,)) or (1.0,))
@@ -272,15 +244,6 @@ def _spacing(xs) -> float:
 
 
 # ---------------------------------------------------------------- dynamics
-def _slope(ds) -> float:
-    try:
-        from .activations import slope_at_zero
-
-        return slope_at_zero(str(setting(ds, "activation", "tanh")))
-    except Exception:  # noqa: BLE001
-        return 1.0
-
-
 def _pick_neurons(ds, run: dict, k: int) -> np.ndarray:
     """The k neurons with the largest initial |C_k| (all when the width is at most k)."""
     n = ds.sizes.get("neuron", 0)
@@ -306,8 +269,8 @@ def dynamics(ds, spec: dict) -> Figure:
     rule = {"gd": "log(1/alpha)/log(1+eta|g|)", "flow": "log(1/alpha)/(eta|g|)"}.get(optimizer)
     shifted = None
     if rule:
-        shifted = analysis.time_shifted_step(sub, optimizer=optimizer, slope=_slope(ds),
-                                             loss=str(setting(ds, "loss", "sum")))
+        # slope s'(0) and the loss (sum or mean) come from the sweep's settings
+        shifted = analysis.time_shifted_step(sub, optimizer=optimizer)
     params = [v for v in ("a", "w", "b") if v in sub and bool(sub[v].notnull().any())]
     cols = ["train_loss"] + (params or ["neuron_size"])
     nrows = 2 if shifted is not None else 1

@@ -174,5 +174,21 @@ def model_rank_of_target(cfg, *, n_inputs: int | None = None, tol: float = 1e-8,
                       key_seed=key_seed)
 
 
+
+def sharpness(family, cfg, params, data) -> float:
+    """Largest eigenvalue of the Hessian of the training loss at ``params`` (float64). Linear
+    stability: gradient descent with step eta cannot settle at a minimum whose sharpness
+    exceeds 2 / eta. ``data`` is the family's training data (from ``family.setup``)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float64),
+                                                        params))
+    data = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), data)
+    hess = jax.hessian(lambda f: family.loss(cfg, unravel(f), data))(flat)
+    return float(np.linalg.eigvalsh(np.asarray(hess))[-1])
+
+
 __all__ = [n for n in dir() if not n.startswith("_")
            and n not in ("annotations", "functools", "math", "np")]

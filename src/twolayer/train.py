@@ -244,10 +244,8 @@ def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
     if bar is not None:
         bar.close()
 
-    final_state = final
-    fin = jax.tree_util.tree_map(
-        np.asarray, prog["finalize"](final_state["params"], data_all, _take(bp_all, slice(None))))
-    return _to_dataset(family, cfg0, steps, obs, info, fin, final_state, bp_all)
+    fin = jax.tree_util.tree_map(np.asarray, prog["finalize"](final["params"], data_all, bp_all))
+    return _to_dataset(family, cfg0, steps, obs, info, fin, final, bp_all)
 
 
 def _unique_positions(idx, n_runs):
