@@ -13,6 +13,7 @@ steps both ways and compares the final losses (to 1e-10): the two do the same wo
 
     .venv/bin/python benchmarks/bench_single_neuron.py            # full (a few minutes)
     .venv/bin/python benchmarks/bench_single_neuron.py --quick    # a smoke run
+    .venv/bin/python benchmarks/bench_single_neuron.py --fig4-full  # + the fig4 reproduction
 """
 from __future__ import annotations
 
@@ -105,6 +106,8 @@ def main():
     ap.add_argument("--torch-steps", type=int, default=5000, help="torch steps per run")
     ap.add_argument("--check-steps", type=int, default=2000, help="K of the same-work check")
     ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    ap.add_argument("--fig4-full", action="store_true",
+                    help="also time `twolayer reproduce fig4 --scale full` (about 6 minutes)")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.steps, args.torch_runs, args.torch_steps = 256, 2000, 1, 1000
@@ -142,6 +145,24 @@ def main():
     print(f"torch:  {args.torch_runs} runs x {args.torch_steps} steps in {tot:.2f} s = "
           f"{tch:,.0f} run-steps/s")
     print(f"ratio engine / torch: {eng / tch:,.0f}x")
+    if args.fig4_full:
+        time_fig4_full()
+
+
+def time_fig4_full():
+    """Wall time of the whole fig4 reproduction at full scale, as a user runs it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "twolayer.cli", "reproduce", "fig4", "--scale", "full",
+               "--out", os.path.join(tmp, "fig4")]
+        env = {**os.environ, "TWOLAYER_PROGRESS": "0", "TWOLAYER_CACHE_DIR": "0"}
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+    print(f"reproduce fig4 --scale full: {wall:.0f} s wall ({wall / 60:.1f} min; target 10 min)")
 
 
 if __name__ == "__main__":
