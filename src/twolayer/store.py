@@ -144,8 +144,11 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
     else:
         ds = ds.isel(run=0)
     ds.attrs = provenance(spec)
-    if "loss" in spec.base:
-        ds["train_loss"].attrs["loss"] = spec.base["loss"]
+    from .analysis import setting
+
+    loss = setting(ds, "loss", None)  # which training loss (e.g. sum or mean) the runs used
+    if isinstance(loss, str) and "train_loss" in ds:
+        ds["train_loss"].attrs["loss"] = loss
     return ds
 
 

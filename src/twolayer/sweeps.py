@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .config import ConfigError, field_specs, make_config, static_key, suggest, to_dict
+from .config import (ConfigError, field_specs, make_config, static_key, static_names,
+                     suggest, to_dict)
 from .families import get as get_family
 
 SHARD_FORMAT = 1  # bump when the engine's output for the same configs changes
@@ -226,6 +227,9 @@ def shards(spec: Spec, shard_size: int = 512) -> list[Shard]:
     groups: dict[tuple, list] = {}
     for coords, cfg in expand(spec):
         groups.setdefault(static_key(cfg), []).append((coords, cfg))
+    # a shard is described by the static settings that tell the groups apart
+    varying = [n for n in static_names(type(next(iter(groups.values()))[0][1]))
+               if len({repr(getattr(m[0][1], n)) for m in groups.values()}) > 1]
     out = []
     for members in groups.values():
         for start in range(0, len(members), shard_size):
@@ -234,9 +238,7 @@ def shards(spec: Spec, shard_size: int = 512) -> list[Shard]:
             coords = tuple(k for k, _ in part)
             key = _hash({"format": SHARD_FORMAT, "family": spec.family,
                          "runs": [to_dict(c) for c in cfgs], "coords": list(coords)})
-            fixed = {n: getattr(cfgs[0], n) for n in ("n_train", "width", "max_steps")
-                     if hasattr(cfgs[0], n)}
-            desc = " ".join(f"{k}={v}" for k, v in fixed.items())
+            desc = " ".join(f"{n}={getattr(cfgs[0], n)}" for n in varying) or "one group"
             out.append(Shard(key=key, configs=cfgs, coords=coords, desc=desc))
     return out
 

@@ -174,7 +174,6 @@ def model_rank_of_target(cfg, *, n_inputs: int | None = None, tol: float = 1e-8,
                       key_seed=key_seed)
 
 
-
 def sharpness(family, cfg, params, data) -> float:
     """Largest eigenvalue of the Hessian of the training loss at ``params`` (float64). Linear
     stability: gradient descent with step eta cannot settle at a minimum whose sharpness
