@@ -132,15 +132,18 @@ def _program_cached(family_name, cfg):
         out = jax.lax.map(lambda sdb: loop(*sdb, end), tree_map(split, (state, data, bp)))
         return tree_map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
+    observe = jax.vmap(lambda p, d: family.observe(cfg, p, d))
     devices = jax.local_devices()
-    if len(devices) > 1:
+    if len(devices) > 1:  # each device steps (and observes) its own share of the runs
         mesh = Mesh(np.array(devices), ("runs",))
         advance = jax.shard_map(advance, mesh=mesh, in_specs=(P("runs"),) * 3 + (P(),),
+                                out_specs=P("runs"), check_vma=False)
+        observe = jax.shard_map(observe, mesh=mesh, in_specs=(P("runs"),) * 2,
                                 out_specs=P("runs"), check_vma=False)
     return {
         "init": jax.jit(jax.vmap(init_one)),
         "advance": jax.jit(advance),
-        "observe": jax.jit(jax.vmap(lambda p, d: family.observe(cfg, p, d))),
+        "observe": jax.jit(observe),
         "finalize": jax.jit(jax.vmap(lambda p, d, bp: family.finalize(cfg, p, d, bp))),
     }
 
