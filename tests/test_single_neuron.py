@@ -320,7 +320,8 @@ def test_extreme_imbalances_reach_q2_and_q1(fam, make):
     assert ds["converged"].all() and ds["recovered"].all()
     assert list(analysis.branch(ds).values) == ["Q2", "Q1"]
     a = analysis.final(ds["a"]).values
-    assert a[0, 1] == 0.0 and abs(a[1, 0] - a[1, 1]) < 1e-4 and abs(a[1].sum() - 1) < 1e-8
+    # (both neurons may end as the odd mirror image (-a, -w, -b) of the target: same function)
+    assert a[0, 1] == 0.0 and abs(a[1, 0] - a[1, 1]) < 1e-4 and abs(abs(a[1].sum()) - 1) < 1e-8
 
 
 # ---------------------------------------------------------------- analysis on synthetic data

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 STREAMS = {"init": 1, "train": 2, "test": 3, "sgd": 4}
 
@@ -15,12 +16,13 @@ def stream(seed, purpose: str):
     return jax.random.fold_in(jax.random.PRNGKey(seed), STREAMS[purpose])
 
 
-def per_sample_normal(key, n: int, shape: tuple, dtype) -> jnp.ndarray:
-    """n iid standard normal draws of ``shape``; sample i depends on (key, i) only."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-    return jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys)
+def per_sample(draw, streams) -> list:
+    """``draw(fold_in(key, i))`` for i < n, for each ``(key, n)`` of ``streams``: sample i of
+    a stream depends on (key, i) only. All streams in one vectorized call (the random bit
+    generator is compiled once, not once per stream)."""
+    base = jnp.concatenate([jnp.broadcast_to(k, (n,) + k.shape) for k, n in streams])
+    index = jnp.concatenate([jnp.arange(n) for _, n in streams])
+    out = jax.vmap(lambda k, i: draw(jax.random.fold_in(k, i)))(base, index)
+    cuts = np.cumsum([n for _, n in streams])[:-1]
+    return jnp.split(out, cuts)
 
-
-def per_sample_uniform(key, n: int, shape: tuple, dtype, low, high) -> jnp.ndarray:
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-    return jax.vmap(lambda k: jax.random.uniform(k, shape, dtype, low, high))(keys)
