@@ -149,3 +149,26 @@ def test_cli_reports_bad_input_with_exit_code(tmp_path):
     assert out.stderr.strip().startswith("twolayer: error: malformed TOML")
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_diverging_learning_rate_is_recorded_not_fatal(tmp_path):
+    spec = spec_with()
+    spec["axes"] = {"learning_rate": [0.1, 80.0]}
+    spec["train"].pop("learning_rate")
+    spec["base"]["init_scale"] = 0.5
+    ds = twolayer.sweep(spec, tmp_path / "sw")
+    assert list(ds.diverged.values) == [False, True]
+    assert np.isfinite(ds.train_loss.sel(learning_rate=0.1)).all()
+    # the merged file holds it too
+    assert list(twolayer.load(tmp_path / "sw").diverged.values) == [False, True]
+
+
+def test_info_lists_missing_shards(tmp_path):
+    out = tmp_path / "sw"
+    twolayer.sweep(SPEC, out, shard_size=2)
+    victim = sorted((out / "shards").glob("*.nc"))[1]
+    victim.unlink()
+    info = store.info(out)
+    assert (info["shards_done"], info["shards_total"]) == (2, 3)
+    assert [s["key"] for s in info["missing"]] == [victim.stem]
+    assert info["runs_done"] == 4 and info["runs_total"] == 6
