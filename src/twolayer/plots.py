@@ -16,11 +16,9 @@ no display needed), so they work under any backend.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 import matplotlib
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure

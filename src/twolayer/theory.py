@@ -6,7 +6,6 @@ m0 target width (number of target neurons), k intrinsic width of the target."""
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -190,4 +189,4 @@ def sharpness(family, cfg, params, data) -> float:
 
 
 __all__ = [n for n in dir() if not n.startswith("_")
-           and n not in ("annotations", "functools", "math", "np")]
+           and n not in ("annotations", "functools", "np")]
