@@ -374,8 +374,7 @@ def endpoints(ds, spec: dict) -> Figure:
                 label="Q1 mirrored: ±a_1 ± a_2 = a*" if (s1, s2) == (1, -1) else None)
     ax.axvline(0, color="k", lw=0.8, ls="--", label="Q2: a_1 = 0 or a_2 = 0")
     ax.axhline(0, color="k", lw=0.8, ls="--")
-    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="final a_1", ylabel="final a_2",
-           )
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="final a_1", ylabel="final a_2")
     ax.set_title("end points (output weights)", fontsize=9)
     ax.legend(fontsize=6, loc="lower left")
     palette = {"Q1": "tab:blue", "Q2": "tab:orange", "none": "tab:gray"}  # none: not converged too
@@ -398,7 +397,7 @@ def endpoints(ds, spec: dict) -> Figure:
         m = bflat == name
         ax.scatter(flat(w.isel(neuron=0))[m], flat(w.isel(neuron=1))[m], s=10, color=color,
                    label=name)
-    ax.set(xlabel="final w_1", ylabel="final w_2", )
+    ax.set(xlabel="final w_1", ylabel="final w_2")
     ax.set_title("end points (input weights)", fontsize=9)
     ax.legend(fontsize=6)
     _title(fig, ds, "end points of GD by initial imbalance and branch")
@@ -447,17 +446,12 @@ def neuron_sizes(ds, spec: dict) -> Figure:
         for v, color in zip(vals, _colors(len(vals), "viridis")):
             ax.plot(grid, f.sel({x: v}).values, color=color, lw=1.2,
                     label=f"{label(x)} = {_fmt(v)}")
-        try:
-            ax.plot(grid, _module_target(_cfg(ds), grid), "k--", lw=1.2, label="target")
-        except Exception:  # noqa: BLE001
-            pass
+        cfg = _cfg(ds)
+        ax.plot(grid, _module_target(cfg, grid), "k--", lw=1.2, label="target")
         if setting(ds, "sampling", "fixed") == "fixed" and "n_train" not in ds.dims:
             r = float(setting(ds, "input_range", 2.0))
             xt = np.linspace(-r, r, int(setting(ds, "n_train", 6)))
-            try:
-                ax.plot(xt, _module_target(_cfg(ds), xt), "ro", ms=5, label="training points")
-            except Exception:  # noqa: BLE001
-                pass
+            ax.plot(xt, _module_target(cfg, xt), "ro", ms=5, label="training points")
         ax.set(xlabel="x", ylabel=_var_label(ds, "f_grid"), title="learned functions")
         ax.legend(fontsize=6)
     _title(fig, ds, "final neuron sizes and learned functions")
