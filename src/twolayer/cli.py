@@ -31,6 +31,8 @@ def _enable_compile_cache() -> None:
 
 def _parse_value(text: str):
     """A CLI value: JSON when it parses (numbers, true/false, lists), else a string."""
+    if text in ("True", "False"):  # Python spelling, as --help prints the defaults
+        return text == "True"
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -134,10 +136,22 @@ def _cmd_presets(args, extra):
         print(f"{name:14s} {first}")
 
 
+def _run_epilog(family: str = "single_neuron") -> str:
+    """The settings of ``twolayer run`` (the family's config fields), with their defaults."""
+    from .families import get as get_family
+
+    lines = [f"settings of family '{family}' (--FIELD VALUE; lists and booleans as JSON):"]
+    for name, f in field_specs(get_family(family).Config).items():
+        if name != "family":
+            lines.append(f"  --{name:20s} {f.metadata['doc']} (default {f.default!r})")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="twolayer", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train one run; settings as --FIELD VALUE")
+    r = sub.add_parser("run", help="train one run; settings as --FIELD VALUE",
+                       epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--family", default="single_neuron")
     r.add_argument("--out", help="folder for result.nc and run.png")
     s = sub.add_parser("sweep", help="run a sweep spec (TOML or preset name)")
