@@ -48,6 +48,8 @@ from . import Family
 @dataclass(frozen=True, kw_only=True)
 class Config(Training):
     family: str = static("single_neuron", choices=("single_neuron",), doc="experiment family")
+    # stable for the sum loss on the study's data (its eta = 0.5 needs the mean loss; see docs)
+    learning_rate: float = batched(0.05, section="train", positive=True, doc="step size eta")
     input_dim: int = static(1, minimum=1, doc="input dimension d")
     bias: bool = static(True, doc="student neurons have a bias (D = d + 1)")
     width: int = static(2, minimum=1, doc="student width m")
