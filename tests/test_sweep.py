@@ -121,6 +121,8 @@ def test_other_sweep_in_folder_is_refused(tmp_path):
     ({"base": {"n_train": 0}}, "'n_train' must be >= 1"),
     ({"base": {"activation": "sigmoidal"}}, "unknown activation"),
     ({"axes": {"seed": []}}, "axis 'seed' is empty"),
+    ({"axes": {"seed": {"geomspace": [1, 10, 3]}}}, "unknown generator 'geomspace'"),
+    ({"axes": {"seed": {"range": ["a"]}}}, "bad arguments"),
     ({"axes": {"sed": [1, 2]}}, "did you mean 'seed'"),
     ({"base": {"learning_rate": 0.1}}, "belongs in \\[train\\]"),
     ({"base": {"dtype": "float32"}}, "belongs in \\[train\\]"),

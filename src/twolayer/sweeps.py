@@ -62,7 +62,6 @@ class Spec:
     base: dict
     train: dict
     axes: tuple[Axis, ...]
-    figures: tuple[dict, ...]
     description: str
     scale: str
     raw: dict  # the spec after the scale's overrides, as given
@@ -77,27 +76,34 @@ class Shard:
 
 
 # ---------------------------------------------------------------- reading a spec
+def _chebyshev(args) -> list:
+    """Dense near both ends, ends included."""
+    lo, hi, k = float(args[0]), float(args[1]), int(args[2])
+    t = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k - 1, 1))
+    out = (lo + (hi - lo) * t).tolist()
+    out[0], out[-1] = lo, hi
+    return out
+
+
+GENERATORS = {
+    "linspace": lambda a: np.linspace(float(a[0]), float(a[1]), int(a[2])).tolist(),
+    "logspace": lambda a: np.logspace(float(a[0]), float(a[1]), int(a[2])).tolist(),
+    "chebyshev": _chebyshev,
+    "range": lambda a: list(range(*[int(x) for x in a])),
+}
+
+
 def _values(name: str, v, unique: bool = True) -> list:
     """An axis given as a list or as a generator table."""
     if isinstance(v, list):
         out = v
     elif isinstance(v, dict) and len(v) == 1:
         (kind, args), = v.items()
+        if kind not in GENERATORS:  # checked first: ConfigError is a ValueError
+            raise ConfigError(f"axis '{name}': unknown generator '{kind}'; allowed: "
+                              f"{', '.join(GENERATORS)}")
         try:
-            if kind == "linspace":
-                out = np.linspace(float(args[0]), float(args[1]), int(args[2])).tolist()
-            elif kind == "logspace":
-                out = np.logspace(float(args[0]), float(args[1]), int(args[2])).tolist()
-            elif kind == "chebyshev":  # dense near both ends, ends included
-                lo, hi, k = float(args[0]), float(args[1]), int(args[2])
-                t = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k - 1, 1))
-                out = (lo + (hi - lo) * t).tolist()
-                out[0], out[-1] = lo, hi
-            elif kind == "range":
-                out = list(range(*[int(a) for a in args]))
-            else:
-                raise ConfigError(f"axis '{name}': unknown generator '{kind}'; allowed: "
-                                  f"linspace, logspace, chebyshev, range")
+            out = GENERATORS[kind](args)
         except (TypeError, ValueError, IndexError):
             raise ConfigError(f"axis '{name}': bad arguments {args!r} for '{kind}' "
                               f"(linspace/logspace/chebyshev: [start, stop, num]; "
@@ -196,7 +202,7 @@ def load_spec(source, scale: str = "full") -> Spec:
                              else "sweep"),
                 family=family.name, base=dict(raw.get("base", {})),
                 train=dict(raw.get("train", {})), axes=tuple(axes),
-                figures=tuple(raw.get("figure", [])), description=raw.get("description", ""),
+                description=raw.get("description", ""),
                 scale=scale, raw=raw)
 
 
