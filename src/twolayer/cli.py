@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, field_specs
+from .config import ConfigError, field_specs, suggest
 
 
 def _enable_compile_cache() -> None:
@@ -53,7 +53,7 @@ def _cmd_run(args, extra):
         name, _, value = flag[2:].partition("=")
         name = name.replace("-", "_")
         if name not in specs or name == "family":
-            raise ConfigError(f"unknown setting '--{name}'{_suggest(name, specs)}; allowed: "
+            raise ConfigError(f"unknown setting '--{name}'{suggest(name, specs)}; allowed: "
                               + ", ".join(f"--{n}" for n in sorted(specs) if n != "family"))
         if not value:
             if i + 1 >= len(extra):
@@ -75,12 +75,6 @@ def _cmd_run(args, extra):
         store.write_result(folder, ds)
         path = plots.save(plots.run_figure(ds), folder / "run.png")
         print(f"result: {store.result_path(folder)}\nfigure: {path}")
-
-
-def _suggest(name, options):
-    from .config import suggest
-
-    return suggest(name, options)
 
 
 def _cmd_sweep(args, extra):
