@@ -205,6 +205,7 @@ def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
     steps = checkpoint_steps(cfg0.max_steps, cfg0.n_checkpoints)
     obs = None
     final = None  # per run: its frozen state (host), filled once the run has stopped
+    settled = np.zeros(n_runs, bool)  # final state and later checkpoints already filled
     bar = _progress(int(steps[-1]), desc, progress)
     chunk, now = 256, 0
     for i, target in enumerate(steps):
@@ -231,7 +232,9 @@ def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
             obs[k][idx[real], i] = v[real]
         done = host["done"]
         # runs that stopped keep their values at every later checkpoint
-        leaving = real[done[real]] if i < len(steps) - 1 else real
+        # (each run once: when it has just stopped, or at the last checkpoint)
+        leaving = real[(done[real] | (i == len(steps) - 1)) & ~settled[idx[real]]]
+        settled[idx[leaving]] = True
         for k in obs:
             obs[k][idx[leaving], i + 1:] = obs[k][idx[leaving], i][:, None]
         jax.tree_util.tree_map(lambda f, h: f.__setitem__(idx[leaving], h[leaving]), final, host)
