@@ -63,11 +63,6 @@ def time_shift(init_scale, learning_rate, rate, optimizer: str = "gd"):
 
 
 # ---------------------------------------------------------------- numerical model rank
-def _n_params(params) -> int:
-    import jax
-    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
-
-
 def random_inputs(cfg, n_inputs: int, key_seed: int = 0):
     """n_inputs points x ~ N(0, I_d), d = ``cfg.input_dim``: float64 numpy array (n, d) from
     ``numpy.random.default_rng(key_seed)``."""
