@@ -25,6 +25,7 @@ run configs and is written atomically, so a rerun skips the shards already finis
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -254,37 +255,91 @@ def sweep_id(spec: Spec, all_shards: list[Shard]) -> str:
 
 
 # ---------------------------------------------------------------- running a sweep
-def run_shard(shard: Shard, family_name: str, progress=None, desc: str = ""):
+def run_shard(shard: Shard, family_name: str, progress=None, desc: str = "", state_file=None):
     from .train import train_group
 
     family = get_family(family_name)
-    ds = train_group(family, list(shard.configs), progress=progress, desc=desc or shard.desc)
+    ds = train_group(family, list(shard.configs), progress=progress, desc=desc or shard.desc,
+                     state_file=state_file)
     return store.label_runs(ds, shard)
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """Train one shard, in this process or on a worker (picklable). With a folder, the
+    worker writes the shard file there (the folder must be on a filesystem the workers
+    share) and returns None; without, it returns the shard's Dataset."""
+    family: str
+    folder: str | None
+    state_every: float = 60.0
+    progress: bool | None = False
+
+    def __call__(self, item):
+        label, shard = item
+        if self.folder is None:
+            print(f"{label} ({len(shard.configs)} runs, {shard.desc})", file=sys.stderr, flush=True)
+            return run_shard(shard, self.family, self.progress, desc=label)
+        folder = Path(self.folder)
+        if store.shard_done(folder, shard.key):  # a retried task whose shard got written
+            return None
+        state = store.TrainingState(folder, shard.key, self.state_every)
+        again = " (resuming its saved training state)" if state.path.exists() else ""
+        print(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}", file=sys.stderr,
+              flush=True)
+        ds = run_shard(shard, self.family, self.progress, desc=label, state_file=state)
+        store.write_shard(folder, shard.key, ds)
+        state.clear()
+        return None
+
+
 def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
-        log=None):
+        log=None, executor=None, state_every: float = 60.0):
     """Run a sweep and return the merged Dataset. With ``out``, shards and the merged result
-    are written there and a rerun continues where the last one stopped."""
+    are written there and a rerun continues where the last one stopped (long shards from
+    their training state saved every ``state_every`` seconds). ``executor``: see
+    :mod:`twolayer.executors` (None: in this process)."""
+    from .executors import open_executor
+
     if not isinstance(spec, Spec):
         spec = load_spec(spec, scale)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not state_every >= 0:
+        raise ConfigError(f"'state_every' must be >= 0 seconds, got {state_every!r}")
     todo = shards(spec, shard_size)
     total = sum(len(s.configs) for s in todo)
-    folder = store.open_sweep(out, spec, sweep_id(spec, todo), todo) if out else None
-    results = []
-    for i, shard in enumerate(todo, 1):
-        if folder is not None and store.shard_done(folder, shard.key):
-            log(f"shard {i}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): done before, skipped")
-            results.append(store.read_shard(folder, shard.key))
-            continue
-        log(f"shard {i}/{len(todo)} ({len(shard.configs)} runs, {shard.desc})")
-        ds = run_shard(shard, spec.family, progress, desc=f"shard {i}/{len(todo)}")
-        if folder is not None:
-            store.write_shard(folder, shard.key, ds)
-        results.append(ds)
-    merged = store.merge(spec, results)
-    if folder is not None:
-        store.write_result(folder, merged)
-        log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+    sid = sweep_id(spec, todo)
+    if out is not None:
+        store.check_folder(out, sid)  # before starting workers; writes nothing
+    ex = open_executor(executor)
+    try:
+        with store.open_sweep(out, spec, sid, todo) if out is not None else contextlib.nullcontext() as folder:
+            results, pending = {}, []
+            for i, shard in enumerate(todo):
+                ds = store.read_done_shard(folder, shard.key) if folder is not None else None
+                if ds is not None:
+                    log(f"shard {i + 1}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): "
+                        f"done before, skipped")
+                    results[i] = ds
+                else:
+                    pending.append(i)
+            task = ShardTask(spec.family, None if folder is None else str(folder), state_every,
+                             progress if ex.name == "local" else False)
+            items = [(f"shard {i + 1}/{len(todo)}", todo[i]) for i in pending]
+            for j, value in ex.map(task, items):
+                i = pending[j]
+                if folder is not None:
+                    value = store.read_done_shard(folder, todo[i].key)
+                    if value is None:
+                        raise RuntimeError(f"shard {todo[i].key} was reported done but its "
+                                           f"file is missing: is {folder} on a filesystem "
+                                           f"the workers share?")
+                results[i] = value
+                if ex.name != "local":
+                    log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)})")
+            merged = store.merge(spec, [results[i] for i in range(len(todo))])
+            if folder is not None:
+                store.write_result(folder, merged)
+                log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+    finally:
+        ex.close()
     return merged
