@@ -191,8 +191,8 @@ def _dask_local(n: int) -> Executor:
 
 def _dask_remote(address: str) -> Executor:
     distributed = _import_distributed()
-    try:
-        client = distributed.Client(address, timeout="10s")
+    try:  # waits distributed.comm.timeouts.connect (Dask config; 30 s by default)
+        client = distributed.Client(address)
     except (OSError, TimeoutError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"cannot reach the Dask scheduler at {address}: {reason}") from None

@@ -233,6 +233,14 @@ class TrainingState:
 
         _atomic(self.path, write)
 
+    def saved_step(self) -> int | None:
+        """The step the saved state has reached (None: nothing saved, or unreadable)."""
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                return int(z["now"])
+        except (OSError, ValueError, KeyError, EOFError):
+            return None
+
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
@@ -354,11 +362,8 @@ def info(folder) -> dict:
     meta = json.loads(meta_path.read_text())
     done = [s for s in meta["shards"] if shard_done(path, s["key"])]
     keys = {s["key"] for s in meta["shards"]}
-    partial = {}
-    for f in sorted((path / "state").glob("*.npz")):
-        if f.stem in keys and not shard_done(path, f.stem):
-            with contextlib.suppress(OSError, ValueError, KeyError), np.load(f) as z:
-                partial[f.stem] = int(z["now"])
+    partial = {f.stem: TrainingState(path, f.stem).saved_step()
+               for f in (path / "state").glob("*.npz") if f.stem in keys}
     out = {"name": meta["name"], "family": meta["family"], "scale": meta["scale"],
            "shards_done": len(done), "shards_total": len(meta["shards"]),
            "runs_done": sum(s["runs"] for s in done),

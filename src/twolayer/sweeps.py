@@ -268,7 +268,8 @@ def run_shard(shard: Shard, family_name: str, progress=None, desc: str = "", sta
 class ShardTask:
     """Train one shard, in this process or on a worker (picklable). With a folder, the
     worker writes the shard file there (the folder must be on a filesystem the workers
-    share) and returns None; without, it returns the shard's Dataset."""
+    share) and returns the step its saved training state had reached (None: started
+    afresh); without, it returns the shard's Dataset."""
     family: str
     folder: str | None
     state_every: float = 60.0
@@ -283,13 +284,14 @@ class ShardTask:
         if store.shard_done(folder, shard.key):  # a retried task whose shard got written
             return None
         state = store.TrainingState(folder, shard.key, self.state_every)
-        again = " (resuming its saved training state)" if state.path.exists() else ""
+        resumed = state.saved_step()
+        again = "" if resumed is None else f" resumed at step {resumed}"
         print(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}", file=sys.stderr,
               flush=True)
         ds = run_shard(shard, self.family, self.progress, desc=label, state_file=state)
         store.write_shard(folder, shard.key, ds)
         state.clear()
-        return None
+        return resumed
 
 
 def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
@@ -327,6 +329,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
             items = [(f"shard {i + 1}/{len(todo)}", todo[i]) for i in pending]
             for j, value in ex.map(task, items):
                 i = pending[j]
+                note = "" if folder is None or value is None else f", resumed at step {value}"
                 if folder is not None:
                     value = store.read_done_shard(folder, todo[i].key)
                     if value is None:
@@ -335,7 +338,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
                                            f"the workers share?")
                 results[i] = value
                 if ex.name != "local":
-                    log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)})")
+                    log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)}{note})")
             merged = store.merge(spec, [results[i] for i in range(len(todo))])
             if folder is not None:
                 store.write_result(folder, merged)
