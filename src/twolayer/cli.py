@@ -97,8 +97,12 @@ def _cmd_info(args, extra):
     print(f"sweep {info['name']} (family {info['family']}, scale {info['scale']})")
     print(f"shards: {info['shards_done']}/{info['shards_total']} done, "
           f"runs: {info['runs_done']}/{info['runs_total']}")
+    if info["running"]:
+        print(f"running: {info['running']}")
     for s in info["missing"]:
-        print(f"  missing shard {s['key']}: {s['runs']} runs, {s['desc']}")
+        saved = s["resumes_at_step"]
+        more = "" if saved is None else f" (training state saved at step {saved})"
+        print(f"  missing shard {s['key']}: {s['runs']} runs, {s['desc']}{more}")
     if info["result"]:
         print(f"result: {info['result']}")
         print("dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))

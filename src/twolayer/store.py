@@ -24,6 +24,7 @@ import platform
 import secrets
 import socket
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,9 @@ def open_sweep(out, spec, sweep_id: str, shards):
         yield folder
 
 
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 class TrainingState:
     """The saved training state of one shard (``state/KEY.npz``): what the engine needs to
     continue a long shard mid-run after the process was killed. Saved at most every
@@ -222,7 +226,7 @@ class TrainingState:
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):  # not ours: start the shard over
+        except UNREADABLE:  # torn or foreign: start the shard over
             self.clear()
             return None
 
@@ -238,7 +242,7 @@ class TrainingState:
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 return int(z["now"])
-        except (OSError, ValueError, KeyError, EOFError):
+        except UNREADABLE:
             return None
 
     def clear(self) -> None:
