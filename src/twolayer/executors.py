@@ -116,15 +116,25 @@ def _processes(n: int) -> Executor:
 
     env = worker_env(_devices_per_worker(n))
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+    live = []  # the pool, kept between sweeps (its workers keep their compiled programs)
+
+    def pool():
+        if not live:
+            live.append(ProcessPoolExecutor(n, mp_context=ctx))
+        return live[0]
+
+    def close(wait=True):
+        if live:
+            live.pop().shutdown(wait=wait, cancel_futures=True)
 
     def map_(fn, items):
         fn = _InWorker(fn, _cache_dir())
         pending = dict(enumerate(items))
         for attempt in range(RETRIES + 1):
-            pool, finished = ProcessPoolExecutor(n, mp_context=ctx), False
+            finished = False
             try:
                 with _environ(env):  # spawned children inherit it (all start at the first submit)
-                    futures = {pool.submit(fn, item): i for i, item in pending.items()}
+                    futures = {pool().submit(fn, item): i for i, item in pending.items()}
                 for fut in as_completed(futures):
                     i = futures[fut]
                     try:
@@ -138,12 +148,13 @@ def _processes(n: int) -> Executor:
                 else:
                     finished = True
                     return
-            finally:  # on an error or Ctrl-C, do not wait for the shards in flight
-                pool.shutdown(wait=finished, cancel_futures=True)
+            finally:
+                if not finished:  # a dead worker, an error or Ctrl-C: drop the pool, no waiting
+                    close(wait=False)
         raise RuntimeError(f"worker processes died {RETRIES + 1} times; giving up "
                            f"({len(pending)} shard(s) left; rerun to continue)")
 
-    return Executor(f"processes:{n}", n, map_, lambda: None)
+    return Executor(f"processes:{n}", n, map_, close)
 
 
 def _dask(client, owned) -> Executor:

@@ -312,7 +312,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     sid = sweep_id(spec, todo)
     if out is not None:
         store.check_folder(out, sid)  # before starting workers; writes nothing
-    ex = open_executor(executor)
+    ex = open_executor(executor)  # an Executor given by the caller stays open
     try:
         with store.open_sweep(out, spec, sid, todo) if out is not None else contextlib.nullcontext() as folder:
             results, pending = {}, []
@@ -344,5 +344,6 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
                 store.write_result(folder, merged)
                 log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
     finally:
-        ex.close()
+        if ex is not executor:
+            ex.close()
     return merged
