@@ -69,10 +69,9 @@ def throughput(args):
                            for k in ("b", "c"))
         finally:
             ex.close()
-        note = " (a new pool per sweep)" if name.startswith("processes") else ""
         base = base or warm
         rows.append((name, start, cold, warm))
-        print(f"| {name}{note} | {start:.1f} s | {cold:.2f} s | {warm:.2f} s | "
+        print(f"| {name} | {start:.1f} s | {cold:.2f} s | {warm:.2f} s | "
               f"{work / warm / 1e6:.2f} | {base / warm:.2f}x |", flush=True)
     return rows
 
@@ -82,18 +81,22 @@ def overhead(args):
     sp = {"name": "tiny", "base": {"width": 2, "n_train": 4, "init_scale": 1e-3,
                                    "n_test": 10},
           "train": {"max_steps": 1, "n_checkpoints": 2}, "axes": {"seed": {"range": [0, n]}}}
-    print(f"\n## Overhead per shard: {n} shards of one run and one step, written to a folder")
-    print("| executor | wall per shard (warm) |")
-    print("|---|---|")
+    print(f"\n## Overhead per shard: {n} shards of one run and one step, written to a folder; "
+          f"and {10 * n} empty tasks")
+    print("| executor | wall per tiny shard (warm) | wall per empty task |")
+    print("|---|---|---|")
     for name in ("local", "processes:2", "dask-local:2"):
         ex = open_executor(name)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 timed_sweep(sp, ex, 1, f"{tmp}/a")  # compiles, starts workers
                 wall = min(timed_sweep(sp, ex, 1, f"{tmp}/{k}") for k in ("b", "c"))
+            t0 = time.perf_counter()
+            assert sorted(v for _, v in ex.map(abs, list(range(10 * n)))) == list(range(10 * n))
+            empty = (time.perf_counter() - t0) / (10 * n)
         finally:
             ex.close()
-        print(f"| {name} | {wall / n * 1e3:.1f} ms |", flush=True)
+        print(f"| {name} | {wall / n * 1e3:.1f} ms | {empty * 1e3:.2f} ms |", flush=True)
 
 
 def one_size(runs, steps, shard_size):
@@ -161,6 +164,7 @@ def main():
     p.add_argument("--shard-size", type=int, default=32)
     p.add_argument("--tiny-shards", type=int, default=64)
     p.add_argument("--one-size", type=int)
+    p.add_argument("--sections", default="throughput,overhead,shard_sizes,tolerance")
     args = p.parse_args()
     if args.one_size:
         return one_size(args.runs, args.steps, args.one_size)
@@ -169,10 +173,8 @@ def main():
         args.shard_size = 16
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, twolayer {twolayer.__version__}")
-    throughput(args)
-    overhead(args)
-    shard_sizes(args)
-    tolerance(args)
+    for section in args.sections.split(","):
+        globals()[section](args)
 
 
 if __name__ == "__main__":

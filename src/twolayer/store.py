@@ -24,6 +24,7 @@ import platform
 import secrets
 import socket
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -152,10 +153,13 @@ def _locked(folder: Path):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             raise ConfigError(f"{folder} is in use by another twolayer sweep ({holder}); wait "
                               f"for it to finish or choose another --out folder") from None
+        except OSError as err:  # a filesystem without locks (some network mounts)
+            print(f"twolayer: warning: cannot lock {folder} ({err.strerror}); do not start a "
+                  f"second sweep on it", file=sys.stderr, flush=True)
         os.ftruncate(fd, 0)
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now}".encode())
@@ -180,8 +184,10 @@ def lock_holder(folder) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None
-    except OSError:
+    except BlockingIOError:
         return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    except OSError:
+        return None
     finally:
         os.close(fd)
 

@@ -25,8 +25,8 @@ run configs and is written atomically, so a rerun skips the shards already finis
 """
 from __future__ import annotations
 
-import contextlib
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -313,37 +313,58 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     if out is not None:
         store.check_folder(out, sid)  # before starting workers; writes nothing
     ex = open_executor(executor)  # an Executor given by the caller stays open
+    task = ShardTask(spec.family, None, state_every, progress if ex.name == "local" else False)
     try:
-        with store.open_sweep(out, spec, sid, todo) if out is not None else contextlib.nullcontext() as folder:
-            results, pending = {}, []
-            for i, shard in enumerate(todo):
-                ds = store.read_done_shard(folder, shard.key) if folder is not None else None
-                if ds is not None:
-                    log(f"shard {i + 1}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): "
-                        f"done before, skipped")
-                    results[i] = ds
-                else:
-                    pending.append(i)
-            task = ShardTask(spec.family, None if folder is None else str(folder), state_every,
-                             progress if ex.name == "local" else False)
-            items = [(f"shard {i + 1}/{len(todo)}", todo[i]) for i in pending]
-            for j, value in ex.map(task, items):
-                i = pending[j]
-                note = "" if folder is None or value is None else f", resumed at step {value}"
-                if folder is not None:
-                    value = store.read_done_shard(folder, todo[i].key)
-                    if value is None:
-                        raise RuntimeError(f"shard {todo[i].key} was reported done but its "
-                                           f"file is missing: is {folder} on a filesystem "
-                                           f"the workers share?")
-                results[i] = value
-                if ex.name != "local":
-                    log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)}{note})")
-            merged = store.merge(spec, [results[i] for i in range(len(todo))])
-            if folder is not None:
-                store.write_result(folder, merged)
-                log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+        if ex.name != "local":
+            _check_portable(todo)
+        if out is None:
+            return store.merge(spec, _train(ex, task, todo, None, log))
+        with store.open_sweep(out, spec, sid, todo) as folder:
+            task = dataclasses.replace(task, folder=str(folder))
+            merged = store.merge(spec, _train(ex, task, todo, folder, log))
+            store.write_result(folder, merged)
+            log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+            return merged
     finally:
         if ex is not executor:
             ex.close()
-    return merged
+
+
+def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
+    """Every shard's Dataset, in order: read when finished before, else trained by ``ex``."""
+    results, pending = {}, []
+    for i, shard in enumerate(todo):
+        ds = store.read_done_shard(folder, shard.key) if folder is not None else None
+        if ds is not None:
+            log(f"shard {i + 1}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): "
+                f"done before, skipped")
+            results[i] = ds
+        else:
+            pending.append(i)
+    items = [(f"shard {i + 1}/{len(todo)}", todo[i]) for i in pending]
+    for j, value in ex.map(task, items):
+        i = pending[j]
+        note = "" if folder is None or value is None else f", resumed at step {value}"
+        if folder is not None:
+            value = store.read_done_shard(folder, todo[i].key)
+            if value is None:
+                raise RuntimeError(f"shard {todo[i].key} was reported done but its file is "
+                                   f"missing: is {folder} on a filesystem the workers share?")
+        results[i] = value
+        if ex.name != "local":
+            log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)}{note})")
+    return [results[i] for i in range(len(todo))]
+
+
+def _check_portable(todo: list[Shard]) -> None:
+    """Worker processes import the configs' activations by name: refuse names that only
+    exist in this process."""
+    from .activations import local_only
+
+    for shard in todo:
+        for cfg in shard.configs:
+            for name, value in to_dict(cfg).items():
+                if local_only(value):
+                    raise ConfigError(f"{name} '{value}' was registered in this process only "
+                                      f"and the executor's workers cannot see it; name it as "
+                                      f"'module:function'")
