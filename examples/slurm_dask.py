@@ -2,7 +2,7 @@
 
     python examples/slurm_dask.py SPEC --out /shared/runs/x --jobs 8 --cores 16 \\
         --memory 32GB --walltime 04:00:00 --queue normal
-    python examples/slurm_dask.py SPEC --out /shared/runs/x --print-job-script   # show, submit nothing
+    python examples/slurm_dask.py SPEC --out /shared/runs/x --print-job-script  # submits nothing
     python examples/slurm_dask.py SPEC --out runs/x --local 2    # the same on a LocalCluster
 
 SPEC is a sweep file or a preset name. Each SLURM job runs ``--cores`` single-threaded Dask

@@ -99,14 +99,19 @@ def test_client_without_folder_returns_shards(client, small_reference):
     assert client.status == "running"  # a Client given by the caller stays open
 
 
-def test_dask_worker_killed_mid_shard_is_replaced(tmp_path, capsys, client):
-    ref = twolayer.sweep(LONG, shard_size=2)
-    out = tmp_path / "k"
+@pytest.fixture(scope="module")
+def long_reference():
+    return twolayer.sweep(LONG, shard_size=2)
+
+
+def sweep_in_thread(out, executor):
+    """Start the LONG sweep in a thread and return (thread, results, errors) once both of its
+    shards have saved training state and none has finished (the sync point of a kill)."""
     result, error = [], []
 
     def sweep():
         try:
-            result.append(twolayer.sweep(LONG, out, shard_size=2, executor=client,
+            result.append(twolayer.sweep(LONG, out, shard_size=2, executor=executor,
                                          state_every=0))
         except BaseException as err:  # reported by the main thread
             error.append(err)
@@ -114,21 +119,56 @@ def test_dask_worker_killed_mid_shard_is_replaced(tmp_path, capsys, client):
     thread = threading.Thread(target=sweep)
     thread.start()
     deadline = time.monotonic() + 300
-    # sync point: both shards have saved training state, none has finished
     while len(list((out / "state").glob("*.npz"))) < 2 and time.monotonic() < deadline:
         assert not error, error
         time.sleep(0.05)
     assert not list((out / "shards").glob("*.nc")), "shards finished too fast to test"
+    return thread, result, error
+
+
+def test_dask_worker_killed_mid_shard_is_replaced(tmp_path, capsys, client, long_reference):
+    out = tmp_path / "k"
+    thread, result, error = sweep_in_thread(out, client)
     busy = client.run(lambda dask_worker: len(dask_worker.state.executing))
     pids = client.run(os.getpid)
     victim = next(addr for addr, n in busy.items() if n)
     os.kill(pids[victim], signal.SIGKILL)
     thread.join(timeout=300)
     assert not thread.is_alive() and not error, error
-    xr.testing.assert_identical(result[0].drop_attrs(), ref.drop_attrs())
+    xr.testing.assert_identical(result[0].drop_attrs(), long_reference.drop_attrs())
     assert not list((out / "state").glob("*.npz"))  # cleared once the shards were written
     # the retried shard continued from its saved state instead of starting over
     assert "resumed at step" in capsys.readouterr().err
+
+
+def _pool_workers():
+    """Pids of this process's spawned multiprocessing workers (Linux /proc)."""
+    pids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_process_pool_worker_killed_mid_shard_is_retried(tmp_path, capsys, long_reference):
+    out = tmp_path / "p"
+    others = set(_pool_workers())  # e.g. a LocalCluster's processes
+    ex = open_executor("processes:2")
+    try:
+        thread, result, error = sweep_in_thread(out, ex)
+        workers = sorted(set(_pool_workers()) - others)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        thread.join(timeout=300)
+        assert not thread.is_alive() and not error, error
+    finally:
+        ex.close()
+    xr.testing.assert_identical(result[0].drop_attrs(), long_reference.drop_attrs())
+    err = capsys.readouterr().err
+    assert "a worker process died; restarting the pool" in err
+    assert "resumed at step" in err
 
 
 def test_slurm_example_runs_on_a_local_cluster(tmp_path, small_reference):

@@ -114,7 +114,7 @@ def test_sigkill_at_sync_points_then_rerun_equals_uninterrupted(tmp_path, spec, 
 
     # restarted; meanwhile a second sweep on the same folder is refused and writes nothing
     proc = start(spec, out, env)
-    wait_for(lambda: store.info(out)["running"], proc)
+    wait_for(lambda: "pid" in (store.info(out)["running"] or ""), proc)
     assert f"pid {proc.pid} on " in store.info(out)["running"]
     before = sorted(p.name for p in out.rglob("*"))
     second = subprocess.run(command(spec, out), env=env, capture_output=True, text=True,

@@ -34,8 +34,7 @@ SPELLINGS = "local, processes:N, dask-local:N, dask://HOST:PORT"
 
 
 class Executor(NamedTuple):
-    name: str  # as given (for messages)
-    workers: int
+    name: str  # "local", "processes:N" or the Dask scheduler's address
     map: Callable[[Callable, list], Iterator[tuple[int, object]]]
     close: Callable[[], None]
 
@@ -106,7 +105,7 @@ def _local() -> Executor:
         for i, item in enumerate(items):
             yield i, fn(item)
 
-    return Executor("local", 1, map_, lambda: None)
+    return Executor("local", map_, lambda: None)
 
 
 def _processes(n: int) -> Executor:
@@ -154,7 +153,7 @@ def _processes(n: int) -> Executor:
         raise RuntimeError(f"worker processes died {RETRIES + 1} times; giving up "
                            f"({len(pending)} shard(s) left; rerun to continue)")
 
-    return Executor(f"processes:{n}", n, map_, close)
+    return Executor(f"processes:{n}", map_, close)
 
 
 def _dask(client, owned) -> Executor:
@@ -177,8 +176,7 @@ def _dask(client, owned) -> Executor:
             client.close()
             owned.close()
 
-    workers = len(client.scheduler_info().get("workers", {}))
-    return Executor(str(client.scheduler.address), workers, map_, close)
+    return Executor(str(client.scheduler.address), map_, close)
 
 
 def _import_distributed():

@@ -204,6 +204,9 @@ def open_sweep(out, spec, sweep_id: str, shards):
             (folder / sub).mkdir(exist_ok=True)
             for tmp in (folder / sub).glob(f".*{TMP}*"):  # left by a killed writer
                 tmp.unlink(missing_ok=True)
+        for saved in (folder / "state").glob("*.npz"):  # killed between shard and clear
+            if shard_done(folder, saved.stem):
+                saved.unlink()
         meta = {"name": spec.name, "family": spec.family, "scale": spec.scale,
                 "sweep_id": sweep_id, "spec": spec.raw,
                 "shards": [{"key": s.key, "runs": len(s.configs), "desc": s.desc}
