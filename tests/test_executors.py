@@ -10,6 +10,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -204,6 +205,26 @@ def test_cli_sweep_with_a_process_pool(tmp_path, small_reference):
     assert out.returncode == 0, out.stderr
     assert "shard 3/3 done" in out.stderr
     xr.testing.assert_identical(twolayer.load(tmp_path / "o").drop_attrs(), ref.drop_attrs())
+
+
+def test_activation_registered_in_this_process_is_refused_for_workers(tmp_path):
+    import jax.numpy as jnp
+
+    twolayer.register_activation("sin_here_only", jnp.sin)
+    spec = {**SMALL, "base": {**SMALL["base"], "activation": "sin_here_only"}}
+    with pytest.raises(ConfigError, match="activation 'sin_here_only' was registered in this "
+                                          "process only"):
+        twolayer.sweep(spec, tmp_path / "o", executor="processes:2")
+    assert not (tmp_path / "o").exists()
+    by_path = {**SMALL, "base": {**SMALL["base"], "activation": "jax.numpy:sin"}}
+    local = twolayer.sweep(spec, shard_size=2)  # in this process the name works
+    pooled = twolayer.sweep(by_path, shard_size=2, executor="processes:2")
+    # one device per worker against two in this process: another batch per device, so equal
+    # up to summation order (bit-identical for tanh, not for sin)
+    for name in ("train_loss", "test_error", "a", "w", "b"):
+        np.testing.assert_allclose(pooled[name].values, local[name].values, rtol=1e-12, atol=0)
+    assert not np.allclose(pooled.train_loss.values, twolayer.sweep(SMALL, shard_size=2)
+                           .train_loss.values)  # sin, not the default tanh
 
 
 @pytest.mark.parametrize("spelling, message", [
