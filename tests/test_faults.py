@@ -126,8 +126,9 @@ def test_sigkill_at_sync_points_then_rerun_equals_uninterrupted(tmp_path, spec, 
     # killed after a shard file was written, before the last one
     wait_for(lambda: len(shard_files(out)) >= 1, proc)
     sigkill(proc)
-    assert not {p.name for p in out.rglob("*")} - set(before) - {p.name for p in shard_files(out)} \
-        - {p.name for p in out.glob("state/*")}
+    # the refused command added nothing (the first one wrote shards, states, temporaries)
+    added = {p.name for p in out.rglob("*")} - set(before)
+    assert not {n for n in added if not n.endswith((".nc", ".npz")) and store.TMP not in n}
     info = store.info(out)
     assert 1 <= info["shards_done"] < 3 and info["running"] is None
 
