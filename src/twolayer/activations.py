@@ -21,11 +21,20 @@ _REGISTRY: dict[str, Callable] = {
 }
 
 
+BUILTIN = frozenset(_REGISTRY)
+
+
 def register_activation(name: str, fn: Callable) -> None:
     """Make ``fn`` (elementwise, jax-traceable) available as ``activation = name``."""
     if not callable(fn):
         raise TypeError("activation must be callable")
     _REGISTRY[name] = fn
+
+
+def local_only(name) -> bool:
+    """Registered in this process by :func:`register_activation`: other processes (the
+    workers of an executor) do not know it; ``'module:function'`` works everywhere."""
+    return isinstance(name, str) and name in _REGISTRY and name not in BUILTIN
 
 
 def names() -> list[str]:

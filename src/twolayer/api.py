@@ -35,15 +35,20 @@ def _split_sections(fam, settings: dict) -> dict:
     return out
 
 
-def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512,
-          progress=None) -> xr.Dataset:
+def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
+          executor=None, state_every: float = 60.0) -> xr.Dataset:
     """Run a sweep given as a TOML path, a preset name, or a dict (parsed TOML). With
-    ``out`` the shards and the merged result are written there, and a rerun resumes."""
-    return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress)
+    ``out`` the shards and the merged result are written there, and a rerun resumes (a long
+    shard from its training state, saved every ``state_every`` seconds). ``executor``:
+    None or ``"local"`` (in this process), ``"processes:N"``, ``"dask-local:N"``,
+    ``"dask://HOST:PORT"``, or a ``distributed.Client``."""
+    return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress,
+                      executor=executor, state_every=state_every)
 
 
 def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
-              progress=None) -> tuple[xr.Dataset, list[Path]]:
+              progress=None, executor=None,
+              state_every: float = 60.0) -> tuple[xr.Dataset, list[Path]]:
     """Run a preset's sweep into ``out`` and draw its figures into ``out/figures``."""
     from . import presets
     from .config import ConfigError, suggest
@@ -51,7 +56,8 @@ def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
     if preset not in presets.names():
         raise ConfigError(f"unknown preset '{preset}'{suggest(preset, presets.names())}; "
                           f"presets: {', '.join(presets.names())}")
-    ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress)
+    ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress,
+                    executor=executor, state_every=state_every)
     from . import plots
 
     return ds, plots.draw_all(ds, Path(out) / "figures")

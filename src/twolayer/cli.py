@@ -1,7 +1,7 @@
 """Command line: thin commands over the Python API.
 
     twolayer run [--FIELD VALUE ...] [--out DIR]     one run, summary printed
-    twolayer sweep SPEC.toml --out DIR               a sweep (resumes in DIR)
+    twolayer sweep SPEC.toml --out DIR [--executor E] a sweep (resumes in DIR)
     twolayer reproduce PRESET --out DIR --scale S    a preset's sweep and its figures
     twolayer plot DIR                                redraw a sweep's figures
     twolayer info DIR                                done / missing shards, dims, provenance
@@ -11,22 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from .config import ConfigError, field_specs, suggest
-
-
-def _enable_compile_cache() -> None:
-    """JAX's persistent compilation cache: a repeated sweep compiles in milliseconds."""
-    import jax
-
-    cache = os.environ.get("TWOLAYER_CACHE_DIR",
-                           str(Path.home() / ".cache" / "twolayer" / "jax"))
-    if cache and cache != "0":
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _parse_value(text: str):
@@ -80,14 +68,16 @@ def _cmd_run(args, extra):
 def _cmd_sweep(args, extra):
     from . import api
 
-    api.sweep(args.spec, args.out, scale=args.scale, shard_size=args.shard_size)
+    api.sweep(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
+              executor=args.executor, state_every=args.state_every)
 
 
 def _cmd_reproduce(args, extra):
     from . import api
 
     out = args.out or f"runs/{args.preset}-{args.scale}"
-    _, paths = api.reproduce(args.preset, out, scale=args.scale, shard_size=args.shard_size)
+    _, paths = api.reproduce(args.preset, out, scale=args.scale, shard_size=args.shard_size,
+                             executor=args.executor, state_every=args.state_every)
     for p in paths:
         print(f"figure: {p}")
 
@@ -107,8 +97,12 @@ def _cmd_info(args, extra):
     print(f"sweep {info['name']} (family {info['family']}, scale {info['scale']})")
     print(f"shards: {info['shards_done']}/{info['shards_total']} done, "
           f"runs: {info['runs_done']}/{info['runs_total']}")
+    if info["running"]:
+        print(f"running: {info['running']}")
     for s in info["missing"]:
-        print(f"  missing shard {s['key']}: {s['runs']} runs, {s['desc']}")
+        saved = s["resumes_at_step"]
+        more = "" if saved is None else f" (training state saved at step {saved})"
+        print(f"  missing shard {s['key']}: {s['runs']} runs, {s['desc']}{more}")
     if info["result"]:
         print(f"result: {info['result']}")
         print("dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
@@ -152,12 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("spec")
     s.add_argument("--out", required=True)
     s.add_argument("--scale", default="full")
-    s.add_argument("--shard-size", dest="shard_size", type=int, default=512)
     q = sub.add_parser("reproduce", help="a preset's sweep and figures")
     q.add_argument("preset")
     q.add_argument("--out")
     q.add_argument("--scale", default="quick", help="full, quick or tiny (default quick)")
-    q.add_argument("--shard-size", dest="shard_size", type=int, default=512)
+    for p_ in (s, q):
+        p_.add_argument("--shard-size", dest="shard_size", type=int, default=512)
+        p_.add_argument("--executor", default="local",
+                        help="where shards train: local (default), processes:N, "
+                             "dask-local:N or dask://HOST:PORT")
+        p_.add_argument("--state-every", dest="state_every", type=float, default=60.0,
+                        metavar="SECONDS", help="save a long shard's training state this "
+                        "often, to resume mid-run after a kill (default 60)")
     pl = sub.add_parser("plot", help="draw a finished sweep's figures")
     pl.add_argument("dir")
     i = sub.add_parser("info", help="what is done, what is missing, dims, provenance")
@@ -177,7 +177,9 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command in ("run", "sweep", "reproduce"):
-            _enable_compile_cache()
+            from .executors import enable_compile_cache
+
+            enable_compile_cache()
         COMMANDS[args.command](args, extra)
     except ConfigError as err:
         print(f"twolayer: error: {err}", file=sys.stderr)

@@ -2,21 +2,30 @@
 
 A sweep folder holds::
 
-    sweep.json          the spec (after its scale), the sweep id and every shard's key
+    sweep.json          the manifest: the spec (after its scale), the sweep id, every shard's key
     shards/KEY.nc       one finished shard (dim ``run``), named by the hash of its configs
+    state/KEY.npz       the saved training state of a shard still in progress
     result.nc           the merged Dataset (dims: the swept names plus ``step``)
     figures/*.png       figures drawn from result.nc
+    .lock               held (flock) by the sweep command working on the folder
 
-Every file is written to a temporary name in the same folder and renamed into place, so a
-file with a final name is always complete.
+Every file is written to a temporary name in the same folder, flushed to disk and renamed
+into place, so a file with a final name is always complete: a shard is done exactly when
+its file exists (and it is checked on reading). Temporary files of a killed process are
+removed when the folder is next opened.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
+import secrets
+import socket
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +38,34 @@ ENGINE = "h5netcdf"
 
 
 # ---------------------------------------------------------------- files
+TMP = ".tmp-"  # infix of temporary files (unique per process and write)
+
+
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # unique name: workers on several hosts may write the same shard (a retried task)
+    tmp = path.with_name(f".{path.name}{TMP}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_nc(ds: xr.Dataset, path: Path) -> None:
@@ -62,10 +89,6 @@ def shard_done(folder: Path, key: str) -> bool:
     return shard_file(folder, key).exists()
 
 
-def read_shard(folder: Path, key: str) -> xr.Dataset:
-    return _read_nc(shard_file(folder, key))
-
-
 def write_shard(folder: Path, key: str, ds: xr.Dataset) -> None:
     _write_nc(ds, shard_file(folder, key))
 
@@ -74,28 +97,165 @@ def write_result(folder: Path, ds: xr.Dataset) -> None:
     _write_nc(ds, result_path(folder))
 
 
-def open_sweep(out, spec, sweep_id: str, shards) -> Path:
-    """Create (or reopen, for the same sweep) the output folder."""
+def read_done_shard(folder: Path, key: str) -> xr.Dataset | None:
+    """A finished shard, or None when it is missing or unreadable. An unreadable file (not
+    written by twolayer's atomic writer, e.g. a truncated copy) is moved aside to
+    ``KEY.nc.corrupt`` so that the shard is trained again."""
+    path = shard_file(folder, key)
+    if not path.exists():
+        return None
+    try:
+        ds = _read_nc(path)
+        if ds.attrs.get("shard") == key:
+            return ds
+    except (OSError, ValueError, KeyError, RuntimeError):
+        pass
+    os.replace(path, path.with_name(path.name + ".corrupt"))
+    return None
+
+
+def _meta(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "sweep.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def check_folder(out, sweep_id: str) -> None:
+    """Refuse, without writing anything, a folder that holds another sweep or other files."""
     folder = Path(out)
-    meta_path = folder / "sweep.json"
-    if meta_path.exists():
-        try:
-            old = json.loads(meta_path.read_text())
-        except json.JSONDecodeError:
-            old = {}
+    if (folder / "sweep.json").exists():
+        old = _meta(folder)
         if old.get("sweep_id") != sweep_id:
             raise ConfigError(f"{folder} holds the results of another sweep "
                               f"('{old.get('name', '?')}', scale {old.get('scale', '?')}); "
                               f"choose a new --out folder")
-    elif folder.exists() and any(folder.iterdir()):
+    elif folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file; choose a new --out folder")
+    elif folder.exists() and any(p.name != LOCK for p in folder.iterdir()):
         raise ConfigError(f"{folder} is not empty and holds no twolayer sweep; "
                           f"choose a new --out folder")
-    (folder / "shards").mkdir(parents=True, exist_ok=True)
-    meta = {"name": spec.name, "family": spec.family, "scale": spec.scale,
-            "sweep_id": sweep_id, "spec": spec.raw,
-            "shards": [{"key": s.key, "runs": len(s.configs), "desc": s.desc} for s in shards]}
-    _atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
-    return folder
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """Hold an exclusive lock on the folder; another holder is a clear refusal. The OS drops
+    the lock when its process dies, so a killed sweep leaves no stale lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            raise ConfigError(f"{folder} is in use by another twolayer sweep ({holder}); wait "
+                              f"for it to finish or choose another --out folder") from None
+        except OSError as err:  # a filesystem without locks (some network mounts)
+            print(f"twolayer: warning: cannot lock {folder} ({err.strerror}); do not start a "
+                  f"second sweep on it", file=sys.stderr, flush=True)
+        os.ftruncate(fd, 0)
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now}".encode())
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def lock_holder(folder) -> str | None:
+    """Who holds the folder's lock (a running sweep), or None."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = Path(folder) / LOCK
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def open_sweep(out, spec, sweep_id: str, shards):
+    """Create (or reopen, for the same sweep) the output folder and hold its lock."""
+    folder = Path(out)
+    check_folder(folder, sweep_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        check_folder(folder, sweep_id)  # again, now that no other sweep can write
+        for sub in ("shards", "state"):
+            (folder / sub).mkdir(exist_ok=True)
+            for tmp in (folder / sub).glob(f".*{TMP}*"):  # left by a killed writer
+                tmp.unlink(missing_ok=True)
+        for saved in (folder / "state").glob("*.npz"):  # killed between shard and clear
+            if shard_done(folder, saved.stem):
+                saved.unlink()
+        meta = {"name": spec.name, "family": spec.family, "scale": spec.scale,
+                "sweep_id": sweep_id, "spec": spec.raw,
+                "shards": [{"key": s.key, "runs": len(s.configs), "desc": s.desc}
+                           for s in shards]}
+        _atomic(folder / "sweep.json",
+                lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
+        yield folder
+
+
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+class TrainingState:
+    """The saved training state of one shard (``state/KEY.npz``): what the engine needs to
+    continue a long shard mid-run after the process was killed. Saved at most every
+    ``every`` seconds (between the engine's chunks of steps), removed once the shard file
+    is written."""
+
+    def __init__(self, folder, key: str, every: float = 60.0):
+        self.path = Path(folder) / "state" / f"{key}.npz"
+        self.every = float(every)
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except UNREADABLE:  # torn or foreign: start the shard over
+            self.clear()
+            return None
+
+    def save(self, arrays: dict) -> None:
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        _atomic(self.path, write)
+
+    def saved_step(self) -> int | None:
+        """The step the saved state has reached (None: nothing saved, or unreadable)."""
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                return int(z["now"])
+        except UNREADABLE:
+            return None
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- labels and merging
@@ -214,11 +374,16 @@ def info(folder) -> dict:
         raise ConfigError(f"{path} holds no twolayer sweep (no sweep.json)")
     meta = json.loads(meta_path.read_text())
     done = [s for s in meta["shards"] if shard_done(path, s["key"])]
+    keys = {s["key"] for s in meta["shards"]}
+    partial = {f.stem: TrainingState(path, f.stem).saved_step()
+               for f in (path / "state").glob("*.npz") if f.stem in keys}
     out = {"name": meta["name"], "family": meta["family"], "scale": meta["scale"],
            "shards_done": len(done), "shards_total": len(meta["shards"]),
            "runs_done": sum(s["runs"] for s in done),
            "runs_total": sum(s["runs"] for s in meta["shards"]),
-           "missing": [s for s in meta["shards"] if s not in done],
+           "missing": [dict(s, resumes_at_step=partial.get(s["key"]))
+                       for s in meta["shards"] if s not in done],
+           "running": lock_holder(path),
            "result": str(result_path(path)) if result_path(path).exists() else None}
     if out["result"]:
         with xr.open_dataset(result_path(path), engine=ENGINE) as ds:

@@ -26,6 +26,7 @@ run configs and is written atomically, so a rerun skips the shards already finis
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -254,37 +255,116 @@ def sweep_id(spec: Spec, all_shards: list[Shard]) -> str:
 
 
 # ---------------------------------------------------------------- running a sweep
-def run_shard(shard: Shard, family_name: str, progress=None, desc: str = ""):
+def run_shard(shard: Shard, family_name: str, progress=None, desc: str = "", state_file=None):
     from .train import train_group
 
     family = get_family(family_name)
-    ds = train_group(family, list(shard.configs), progress=progress, desc=desc or shard.desc)
+    ds = train_group(family, list(shard.configs), progress=progress, desc=desc or shard.desc,
+                     state_file=state_file)
     return store.label_runs(ds, shard)
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """Train one shard, in this process or on a worker (picklable). With a folder, the
+    worker writes the shard file there (the folder must be on a filesystem the workers
+    share) and returns the step its saved training state had reached (None: started
+    afresh); without, it returns the shard's Dataset."""
+    family: str
+    folder: str | None
+    state_every: float = 60.0
+    progress: bool | None = False
+
+    def __call__(self, item):
+        label, shard = item
+        if self.folder is None:
+            print(f"{label} ({len(shard.configs)} runs, {shard.desc})", file=sys.stderr, flush=True)
+            return run_shard(shard, self.family, self.progress, desc=label)
+        folder = Path(self.folder)
+        if store.shard_done(folder, shard.key):  # a retried task whose shard got written
+            return None
+        state = store.TrainingState(folder, shard.key, self.state_every)
+        resumed = state.saved_step()
+        again = "" if resumed is None else f" resumed at step {resumed}"
+        print(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}", file=sys.stderr,
+              flush=True)
+        ds = run_shard(shard, self.family, self.progress, desc=label, state_file=state)
+        store.write_shard(folder, shard.key, ds)
+        state.clear()
+        return resumed
+
+
 def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
-        log=None):
+        log=None, executor=None, state_every: float = 60.0):
     """Run a sweep and return the merged Dataset. With ``out``, shards and the merged result
-    are written there and a rerun continues where the last one stopped."""
+    are written there and a rerun continues where the last one stopped (long shards from
+    their training state saved every ``state_every`` seconds). ``executor``: see
+    :mod:`twolayer.executors` (None: in this process)."""
+    from .executors import open_executor
+
     if not isinstance(spec, Spec):
         spec = load_spec(spec, scale)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not state_every >= 0:
+        raise ConfigError(f"'state_every' must be >= 0 seconds, got {state_every!r}")
     todo = shards(spec, shard_size)
     total = sum(len(s.configs) for s in todo)
-    folder = store.open_sweep(out, spec, sweep_id(spec, todo), todo) if out else None
-    results = []
-    for i, shard in enumerate(todo, 1):
-        if folder is not None and store.shard_done(folder, shard.key):
-            log(f"shard {i}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): done before, skipped")
-            results.append(store.read_shard(folder, shard.key))
-            continue
-        log(f"shard {i}/{len(todo)} ({len(shard.configs)} runs, {shard.desc})")
-        ds = run_shard(shard, spec.family, progress, desc=f"shard {i}/{len(todo)}")
+    sid = sweep_id(spec, todo)
+    if out is not None:
+        store.check_folder(out, sid)  # before starting workers; writes nothing
+    ex = open_executor(executor)  # an Executor given by the caller stays open
+    task = ShardTask(spec.family, None, state_every, progress if ex.name == "local" else False)
+    try:
+        if ex.name != "local":
+            _check_portable(todo)
+        if out is None:
+            return store.merge(spec, _train(ex, task, todo, None, log))
+        with store.open_sweep(out, spec, sid, todo) as folder:
+            task = dataclasses.replace(task, folder=str(folder))
+            merged = store.merge(spec, _train(ex, task, todo, folder, log))
+            store.write_result(folder, merged)
+            log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+            return merged
+    finally:
+        if ex is not executor:
+            ex.close()
+
+
+def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
+    """Every shard's Dataset, in order: read when finished before, else trained by ``ex``."""
+    results, pending = {}, []
+    for i, shard in enumerate(todo):
+        ds = store.read_done_shard(folder, shard.key) if folder is not None else None
+        if ds is not None:
+            log(f"shard {i + 1}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): "
+                f"done before, skipped")
+            results[i] = ds
+        else:
+            pending.append(i)
+    items = [(f"shard {i + 1}/{len(todo)}", todo[i]) for i in pending]
+    for j, value in ex.map(task, items):
+        i = pending[j]
+        note = "" if folder is None or value is None else f", resumed at step {value}"
         if folder is not None:
-            store.write_shard(folder, shard.key, ds)
-        results.append(ds)
-    merged = store.merge(spec, results)
-    if folder is not None:
-        store.write_result(folder, merged)
-        log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
-    return merged
+            value = store.read_done_shard(folder, todo[i].key)
+            if value is None:
+                raise RuntimeError(f"shard {todo[i].key} was reported done but its file is "
+                                   f"missing: is {folder} on a filesystem the workers share?")
+        results[i] = value
+        if ex.name != "local":
+            log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)}{note})")
+    return [results[i] for i in range(len(todo))]
+
+
+def _check_portable(todo: list[Shard]) -> None:
+    """Worker processes import the configs' activations by name: refuse names that only
+    exist in this process."""
+    from .activations import local_only
+
+    for shard in todo:
+        for cfg in shard.configs:
+            for name, value in to_dict(cfg).items():
+                if local_only(value):
+                    raise ConfigError(f"{name} '{value}' was registered in this process only "
+                                      f"and the executor's workers cannot see it; name it as "
+                                      f"'module:function'")

@@ -180,11 +180,14 @@ def _progress(total, desc, enabled):
 
 
 # ---------------------------------------------------------------- the engine
-def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
+def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -> xr.Dataset:
     """Train runs that share their static settings in one batched, compiled loop.
 
     Returns a Dataset with dims ``run`` (in the order of ``cfgs``) and ``step`` plus the
-    family's own dims."""
+    family's own dims. With ``state_file`` (an object with ``load() -> dict | None``,
+    ``save(dict)`` and ``every`` seconds, e.g. :class:`twolayer.store.TrainingState`), the
+    loop's state is saved between chunks at most every ``every`` seconds, and a saved state
+    is continued from: a killed shard resumes mid-run with the same result."""
     cfg0 = cfgs[0]
     cfg = static_part(cfg0)
     prog = _program(family, cfg)
@@ -206,9 +209,17 @@ def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
     obs = None
     final = None  # per run: its frozen state (host), filled once the run has stopped
     settled = np.zeros(n_runs, bool)  # final state and later checkpoints already filled
+    chunk, now, first = 256, 0, 0
+    saved = _resume(state_file, n_runs, len(steps), n_dev, state)
+    if saved is not None:
+        first, now, chunk, idx, settled, obs, final, state = saved
+        data, bp = _take(data_all, idx), _take(bp_all, idx)
+    saved_at = time.monotonic()
     bar = _progress(int(steps[-1]), desc, progress)
-    chunk, now = 256, 0
-    for i, target in enumerate(steps):
+    if bar is not None:
+        bar.update(now)
+    for i in range(first, len(steps)):
+        target = steps[i]
         while now < target:
             end = min(now + chunk, int(target))
             t0 = time.perf_counter()
@@ -220,6 +231,9 @@ def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
                 bar.update(end - now)
                 bar.set_postfix(active=int(alive[: n_runs].sum()), refresh=False)
             now = end
+            if state_file is not None and time.monotonic() - saved_at >= state_file.every:
+                state_file.save(_snapshot(i, now, chunk, idx, settled, obs, final, state, n_runs))
+                saved_at = time.monotonic()
             if not alive.any():
                 break
         o = jax.tree_util.tree_map(np.asarray, prog["observe"](state["params"], data))
@@ -252,6 +266,38 @@ def train_group(family, cfgs, *, progress=None, desc="train") -> xr.Dataset:
 
     fin = jax.tree_util.tree_map(np.asarray, prog["finalize"](final["params"], data_all, bp_all))
     return _to_dataset(family, cfg0, steps, obs, info, fin, final, bp_all)
+
+
+def _snapshot(i, now, chunk, idx, settled, obs, final, state, n_runs) -> dict:
+    """The loop's state between two chunks, as named host arrays."""
+    out = {"i": i, "now": now, "chunk": chunk, "idx": idx, "settled": settled,
+           "n_runs": n_runs, "n_steps": next(iter(obs.values())).shape[1]}
+    for j, leaf in enumerate(jax.tree_util.tree_leaves(state)):
+        out[f"state_{j}"] = np.asarray(leaf)
+    for j, leaf in enumerate(jax.tree_util.tree_leaves(final)):
+        out[f"final_{j}"] = leaf
+    out.update({f"obs_{k}": v for k, v in obs.items()})
+    return out
+
+
+def _resume(state_file, n_runs, n_steps, n_dev, fresh):
+    """(first checkpoint, now, chunk, idx, settled, obs, final, state) from a saved
+    snapshot, or None. ``fresh`` (the initial state) gives the trees' structure."""
+    snap = state_file.load() if state_file is not None else None
+    if snap is None or int(snap["n_runs"]) != n_runs or int(snap["n_steps"]) != n_steps:
+        return None
+    tree = jax.tree_util.tree_structure(fresh)
+    n_leaves = tree.num_leaves
+    state = jax.tree_util.tree_unflatten(tree, [snap[f"state_{j}"] for j in range(n_leaves)])
+    final = jax.tree_util.tree_unflatten(tree, [snap[f"final_{j}"] for j in range(n_leaves)])
+    obs = {k[4:]: v for k, v in snap.items() if k.startswith("obs_")}
+    idx = snap["idx"]
+    pad = -len(idx) % n_dev  # saved by a process with another number of devices
+    if pad:
+        pos = np.concatenate([np.arange(len(idx)), np.zeros(pad, int)])
+        state, idx = _take(state, pos), idx[pos]
+    return (int(snap["i"]), int(snap["now"]), int(snap["chunk"]), idx, snap["settled"], obs,
+            final, state)
 
 
 def _unique_positions(idx, n_runs):

@@ -1,0 +1,151 @@
+"""The bad-input catalogue (docs/bad-input.md): every malformed input gives one line
+``twolayer: error: ...``, exit code 2, and leaves the files as they were (nothing new, nothing
+changed). The command line is called in-process (``cli.main``), as the console script does."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from twolayer import cli, store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """name = "bad"
+[base]
+width = 2
+n_train = 4
+init_scale = 1e-4
+[train]
+learning_rate = 0.1
+max_steps = 50
+n_checkpoints = 5
+[axes]
+imbalance = [0.0, 1.0]
+"""
+
+
+def edit(old, new):
+    assert old in GOOD
+    return GOOD.replace(old, new, 1)
+
+
+SWEEP = ("sweep", "{spec}", "--out", "{out}")
+# (id, spec file text, command line, what the folder holds before, expected message)
+CASES = [
+    ("unknown-key", "frobnicate = 1\n" + GOOD, SWEEP, None, "unknown key 'frobnicate'"),
+    ("misspelled-key", edit("width = 2", "widht = 2"), SWEEP, None, "did you mean 'width'"),
+    ("wrong-type", edit("width = 2", 'width = "two"'), SWEEP, None,
+     "'width' must be an integer"),
+    ("negative-size", edit("width = 2", "width = -1"), SWEEP, None, "'width' must be >= 1"),
+    ("zero-samples", edit("n_train = 4", "n_train = 0"), SWEEP, None,
+     "'n_train' must be >= 1"),
+    ("zero-steps", edit("max_steps = 50", "max_steps = 0"), SWEEP, None,
+     "'max_steps' must be >= 1"),
+    ("negative-rate", edit("learning_rate = 0.1", "learning_rate = -0.1"), SWEEP, None,
+     "'learning_rate' must be > 0"),
+    ("not-finite", edit("init_scale = 1e-4", "init_scale = nan"), SWEEP, None,
+     "'init_scale' must be finite"),
+    ("empty-axis", edit("imbalance = [0.0, 1.0]", "imbalance = []"), SWEEP, None,
+     "axis 'imbalance' is empty"),
+    ("repeated-value", edit("imbalance = [0.0, 1.0]", "imbalance = [0.5, 0.5]"), SWEEP, None,
+     "axis 'imbalance' repeats a value"),
+    ("unknown-axis", GOOD + "sed = [1, 2]\n", SWEEP, None, "did you mean 'seed'"),
+    ("unknown-generator", GOOD + "seed = {geomspace = [1, 10, 3]}\n", SWEEP, None,
+     "unknown generator 'geomspace'"),
+    ("zip-lengths", GOOD + "[[zip]]\nseed = [1, 2]\ndata_seed = [1]\n", SWEEP, None,
+     "different lengths"),
+    ("wrong-section", edit("width = 2", "width = 2\nlearning_rate = 0.1"), SWEEP, None,
+     "belongs in [train]"),
+    ("fixed-and-axis", edit("width = 2", "width = 2\nimbalance = 0.5"), SWEEP, None,
+     "both a fixed setting and an axis"),
+    ("bad-choice", edit("max_steps = 50", 'max_steps = 50\noptimizer = "sgd"'), SWEEP, None,
+     "'optimizer' must be one of gd, adam"),
+    ("out-of-range", edit("imbalance = [0.0, 1.0]", "imbalance = [0.0, 2.0]"), SWEEP, None,
+     "'imbalance' must lie in [0, 1]"),
+    ("unknown-activation", edit("width = 2", 'width = 2\nactivation = "sigmoidal"'), SWEEP,
+     None, "unknown activation 'sigmoidal'"),
+    ("float32-underflow", edit("init_scale = 1e-4", "init_scale = 1e-30").replace(
+        "max_steps = 50", 'max_steps = 50\ndtype = "float32"'), SWEEP, None,
+     "underflows float32"),
+    ("malformed-toml", GOOD.replace("[train]", "[train"), SWEEP, None, "malformed TOML"),
+    ("unknown-family", 'family = "cnn"\n' + GOOD, SWEEP, None, "unknown family 'cnn'"),
+    ("missing-spec", None, ("sweep", "nothere.toml", "--out", "{out}"), None,
+     "no sweep file or preset named 'nothere.toml'"),
+    ("unknown-preset", None, ("reproduce", "fig44", "--out", "{out}"), None,
+     "unknown preset 'fig44' (did you mean 'fig4'?)"),
+    ("unknown-scale", None, ("reproduce", "fig4", "--scale", "huge", "--out", "{out}"), None,
+     "unknown scale 'huge'"),
+    ("unknown-executor", GOOD, SWEEP + ("--executor", "threads:2"), None,
+     "unknown executor 'threads:2'"),
+    ("zero-workers", GOOD, SWEEP + ("--executor", "processes:0"), None,
+     "the number of workers must be an integer >= 1"),
+    ("bad-address", GOOD, SWEEP + ("--executor", "dask://scheduler"), None,
+     "the scheduler address must be HOST:PORT"),
+    ("unreachable-scheduler", GOOD, SWEEP + ("--executor", "dask://127.0.0.1:1"), None,
+     "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+    ("no-dask", GOOD, SWEEP + ("--executor", "dask-local:2"), "no-dask",
+     "Dask executors need the optional extra"),
+    ("zero-shard-size", GOOD, SWEEP + ("--shard-size", "0"), None,
+     "'shard_size' must be >= 1"),
+    ("negative-state-every", GOOD, SWEEP + ("--state-every", "-1"), None,
+     "'state_every' must be >= 0 seconds"),
+    ("another-sweep", GOOD, SWEEP, "another-sweep", "holds the results of another sweep"),
+    ("foreign-folder", GOOD, SWEEP, "foreign", "is not empty and holds no twolayer sweep"),
+    ("busy-folder", GOOD, SWEEP, "locked", "is in use by another twolayer sweep"),
+    ("info-no-sweep", None, ("info", "{out}"), "foreign", "holds no twolayer sweep"),
+    ("run-misspelled", None, ("run", "--widht", "2"), None, "did you mean 'width'"),
+    ("run-fixed-dim", None, ("run", "--sampling", "fixed", "--input_dim", "3"), None,
+     "needs input_dim = 1"),
+]
+
+
+def tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, tmp_path, monkeypatch, capsys):
+    name, text, argv, before, message = case
+    monkeypatch.setenv("TWOLAYER_CACHE_DIR", "0")
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "1s")
+    monkeypatch.chdir(tmp_path)
+    spec, out = tmp_path / "spec.toml", tmp_path / "out"
+    if text is not None:
+        spec.write_text(text)
+    hold = None
+    if before == "another-sweep":
+        out.mkdir()
+        (out / "sweep.json").write_text(json.dumps({"name": "other", "scale": "full",
+                                                    "sweep_id": "0" * 20, "shards": []}))
+    elif before == "foreign":
+        out.mkdir()
+        (out / "notes.txt").write_text("my notes")
+    elif before == "locked":
+        out.mkdir()
+        hold = store._locked(out)
+        hold.__enter__()
+    elif before == "no-dask":
+        monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
+    files = tree(tmp_path)
+    try:
+        code = cli.main([a.format(spec=spec, out=out) for a in argv])
+        after = tree(tmp_path)
+    finally:
+        if hold is not None:
+            hold.__exit__(None, None, None)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("twolayer: error: ") and err.endswith("\n")
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err
+    assert after == files  # nothing written, nothing changed
+
+
+def test_the_catalogue_in_the_docs_lists_every_case():
+    doc = (ROOT / "docs" / "bad-input.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.M))
+    assert listed == {c[0] for c in CASES}
+    assert len(CASES) >= 20
