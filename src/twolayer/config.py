@@ -21,9 +21,12 @@ class ConfigError(ValueError):
     """A setting is unknown, of the wrong type, or impossible. The message is one line."""
 
 
-def static(default, *, section="base", choices=None, minimum=None, doc=""):
+def static(default, *, section="base", choices=None, minimum=None, bucket=None, doc=""):
+    """A field that fixes the compiled program. ``bucket(cfg)``, if given, is the value the
+    program is built for (e.g. an array size rounded up): runs with equal buckets share one
+    program and each run receives its own value as a per-run array as well."""
     return field(default=default, metadata=dict(kind=STATIC, section=section, choices=choices,
-                                                minimum=minimum, doc=doc))
+                                                minimum=minimum, bucket=bucket, doc=doc))
 
 
 def batched(default, *, section="base", minimum=None, positive=False, doc=""):
@@ -61,6 +64,16 @@ def static_names(cls) -> tuple[str, ...]:
 
 def batched_names(cls) -> tuple[str, ...]:
     return tuple(n for n, f in field_specs(cls).items() if f.metadata["kind"] == BATCHED)
+
+
+def bucketed_names(cls) -> tuple[str, ...]:
+    """Static fields with a bucket: also passed per run (see :func:`static`)."""
+    return tuple(n for n, f in field_specs(cls).items() if f.metadata.get("bucket"))
+
+
+def _static_value(cfg, name):
+    bucket = field_specs(type(cfg))[name].metadata.get("bucket")
+    return bucket(cfg) if bucket else getattr(cfg, name)
 
 
 def suggest(name: str, options) -> str:
@@ -133,7 +146,7 @@ def make_config(cls, values: dict, *, where: str = "") -> Any:
 
 def static_key(cfg) -> tuple:
     """What decides the compiled program: runs with equal keys share one batched call."""
-    return tuple((n, getattr(cfg, n)) for n in static_names(type(cfg))) + tuple(
+    return tuple((n, _static_value(cfg, n)) for n in static_names(type(cfg))) + tuple(
         (n + "_is_set", getattr(cfg, n) is not None) for n in batched_names(type(cfg)))
 
 
@@ -142,6 +155,7 @@ def static_part(cfg):
     A family that reads a batched field from it (instead of from the per-run arrays) fails
     loudly instead of silently using run 0's value."""
     blank = {n: (None if getattr(cfg, n) is None else _Batched(n)) for n in batched_names(type(cfg))}
+    blank.update({n: _static_value(cfg, n) for n in bucketed_names(type(cfg))})
     return dataclasses.replace(cfg, **blank)
 
 

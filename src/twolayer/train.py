@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, PartitionSpec as P
 
-from .config import batched_names, static_part
+from .config import batched_names, bucketed_names, static_part
 
 UNROLL = 1  # steps per while-loop iteration (1 measured fastest on CPU)
 BLOCK = 128  # runs per device stepped together (see advance; measured on CPU)
@@ -52,18 +52,18 @@ def checkpoint_steps(max_steps: int, n: int) -> np.ndarray:
 
 
 def _gd(params, grads, opt, lr, bp, step):
-    return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), opt
+    return jax.tree_util.tree_map(lambda p, g, lr: p - lr * g, params, grads, lr), opt
 
 
 def _adam(params, grads, opt, lr, bp, step):
     m, v = opt
     b1, b2, eps = bp["adam_b1"], bp["adam_b2"], bp["adam_eps"]
-    t = (step + 1).astype(lr.dtype)
+    t = (step + 1).astype(b1.dtype)
     m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
     v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    new = jax.tree_util.tree_map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps),
-                                 params, m, v)
+    new = jax.tree_util.tree_map(lambda p, m, v, lr: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps),
+                                 params, m, v, lr)
     return new, (m, v)
 
 
@@ -85,6 +85,11 @@ def _program_cached(family_name, cfg):
     family = get(family_name)
     opt_init, opt_update = OPTIMIZERS[cfg.optimizer]
 
+    def step_sizes(bp, params):  # a pytree like params
+        if family.step_sizes is not None:
+            return family.step_sizes(cfg, bp, params)
+        return jax.tree_util.tree_map(lambda _: bp["learning_rate"], params)
+
     def init_one(bp):
         params, data, info = family.setup(cfg, bp)
         state = {"params": params, "opt": opt_init(params), "step": jnp.zeros((), jnp.int64),
@@ -97,7 +102,7 @@ def _program_cached(family_name, cfg):
         active = ~state["done"] & (state["step"] < end)
         stop = active & ((value < bp["loss_tol"]) | ~finite)
         move = active & ~stop
-        params, opt = opt_update(state["params"], grads, state["opt"], bp["learning_rate"], bp,
+        params, opt = opt_update(state["params"], grads, state["opt"], step_sizes(bp, grads), bp,
                                  state["step"])
         keep = lambda new, old: jnp.where(move, new, old)  # noqa: E731
         return {"params": jax.tree_util.tree_map(keep, params, state["params"]),
@@ -133,15 +138,20 @@ def _program_cached(family_name, cfg):
         return tree_map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
     observe = jax.vmap(lambda p, d: family.observe(cfg, p, d))
+    # not lax.map over blocks of runs: XLA's CPU eigh inside a loop deadlocks under
+    # shard_map with several host devices (measured, jax 0.10.2)
+    init = jax.vmap(init_one)
     devices = jax.local_devices()
-    if len(devices) > 1:  # each device steps (and observes) its own share of the runs
+    if len(devices) > 1:  # each device sets up, steps and observes its own share of the runs
         mesh = Mesh(np.array(devices), ("runs",))
+        init = jax.shard_map(init, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"),
+                             check_vma=False)
         advance = jax.shard_map(advance, mesh=mesh, in_specs=(P("runs"),) * 3 + (P(),),
                                 out_specs=P("runs"), check_vma=False)
         observe = jax.shard_map(observe, mesh=mesh, in_specs=(P("runs"),) * 2,
                                 out_specs=P("runs"), check_vma=False)
     return {
-        "init": jax.jit(jax.vmap(init_one)),
+        "init": jax.jit(init),
         "advance": jax.jit(advance),
         "observe": jax.jit(observe),
         "finalize": jax.jit(jax.vmap(lambda p, d, bp: family.finalize(cfg, p, d, bp))),
@@ -151,7 +161,7 @@ def _program_cached(family_name, cfg):
 def batched_values(cfgs, dtype) -> dict[str, np.ndarray]:
     """Per-run arrays of the batched fields (unset optional fields get a neutral value)."""
     out = {}
-    for name in batched_names(type(cfgs[0])):
+    for name in batched_names(type(cfgs[0])) + bucketed_names(type(cfgs[0])):
         vals = [getattr(c, name) for c in cfgs]
         if name == "data_seed":
             vals = [c.seed if v is None else v for c, v in zip(cfgs, vals)]

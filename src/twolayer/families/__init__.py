@@ -9,7 +9,9 @@
 - ``predict(cfg, params, x)``: the network function (used by the numerical model rank);
 - ``dims``: the named dimensions of every recorded variable beyond ``run`` and ``step``;
 - ``coords(cfg)``: coordinate values of those dimensions, where they have any;
-- ``describe``: a long name per variable, used as the plot label.
+- ``describe``: a long name per variable, used as the plot label;
+- ``step_sizes(cfg, bp, params) -> pytree`` (optional): a step size per parameter (e.g. an
+  output layer with its own, or 0 when frozen); default: ``learning_rate`` for all.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ class Family(NamedTuple):
     dims: dict
     coords: Callable
     describe: dict
+    step_sizes: Callable | None = None
 
 
 def get(name: str) -> Family:
-    from . import single_neuron
-    families = {single_neuron.FAMILY.name: single_neuron.FAMILY}
+    from . import patch_cnn, single_neuron
+    families = {f.name: f for f in (single_neuron.FAMILY, patch_cnn.FAMILY)}
     if name not in families:
         raise ConfigError(f"unknown family '{name}'; allowed: {', '.join(sorted(families))}")
     return families[name]
