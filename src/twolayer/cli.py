@@ -50,8 +50,8 @@ def _cmd_run(args, extra):
         settings[name] = _parse_value(value)
         i += 1
     ds = api.run(args.family, progress=None, **settings)
-    summary = {k: (ds[k].item() if k in ds and ds[k].ndim == 0 else None)
-               for k in ("stop_step", "converged", "diverged", "recovered")}
+    summary = {k: ds[k].item() for k in ("stop_step", "converged", "diverged", "recovered")
+               if k in ds and ds[k].ndim == 0}
     summary["train_loss"] = float(ds.train_loss[-1])
     summary["test_error"] = float(ds.test_error[-1])
     print(json.dumps(summary))

@@ -31,6 +31,7 @@ from .config import batched_names, bucketed_names, static_part
 
 UNROLL = 1  # steps per while-loop iteration (1 measured fastest on CPU)
 BLOCK = 128  # runs per device stepped together (see advance; measured on CPU)
+PAD = 32  # initial batch: runs per device rounded up to a multiple of this
 
 
 # ---------------------------------------------------------------- checkpoints and optimizers
@@ -206,8 +207,10 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
     bp_all = batched_values(cfgs, dtype)
 
     # initial batch: every run, padded (by repeating run 0) to a multiple of the devices and
-    # of each device's number of blocks (see BLOCK)
+    # of each device's number of blocks (see BLOCK), and to a power of two or a multiple of
+    # PAD runs per device, so that shards of nearly equal sizes share one compiled program
     per_dev = -(-n_runs // n_dev)
+    per_dev = _pad_to(per_dev, 1, pow2=True) if per_dev <= PAD else _pad_to(per_dev, PAD, pow2=False)
     idx = np.arange(_pad_to(per_dev, -(-per_dev // BLOCK), pow2=False) * n_dev)
     idx[idx >= n_runs] = 0
     state, data, info = prog["init"](_take(bp_all, idx))

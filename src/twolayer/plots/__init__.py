@@ -24,7 +24,7 @@ from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from . import analysis, theory
+from .. import analysis, theory
 
 DPI = 130
 # plot labels: one name per concept, the Dataset's own dim names
@@ -74,7 +74,7 @@ def _var_label(ds, var: str) -> str:
     if var in ds and ds[var].attrs.get("long_name"):
         return ds[var].attrs["long_name"]
     try:
-        from .families import get as get_family
+        from ..families import get as get_family
 
         fam = get_family(sweep_spec(ds).get("family") or ds.attrs.get("family", "single_neuron"))
         return (getattr(fam, "describe", None) or {}).get(var, var)
@@ -408,7 +408,7 @@ def endpoints(ds, spec: dict) -> Figure:
 def _module_target(cfg, xs):
     import jax.numpy as jnp
 
-    from .families import single_neuron
+    from ..families import single_neuron
 
     return np.asarray(single_neuron.target(cfg, jnp.asarray(xs, jnp.float64)[:, None]))
 
@@ -459,8 +459,8 @@ def neuron_sizes(ds, spec: dict) -> Figure:
 
 
 def _cfg(ds):
-    from .config import make_config
-    from .families import get as get_family
+    from ..config import make_config
+    from ..families import get as get_family
 
     spec = sweep_spec(ds)
     fam = get_family(spec.get("family", "single_neuron"))
@@ -472,7 +472,11 @@ def _cfg(ds):
 # ---------------------------------------------------------------- one run
 def run_figure(ds) -> Figure:
     """One run (no swept dims): losses against the step, and the parameters (or the neuron
-    sizes, for wide networks) against the step; log-spaced checkpoints on a log x axis."""
+    sizes, for wide networks) against the step; log-spaced checkpoints on a log x axis.
+    Families without neurons of that kind (patch_cnn) get their main curves instead."""
+    if "neuron_size" not in ds:
+        return curves(ds, {"vars": [v for v in RUN_CURVES if v in ds],
+                           "title": f"one run, {int(ds.stop_step)} steps"})
     fig, axes = _new(1, 2)
     step = np.maximum(ds.step.values, 0.5)  # step 0 shown at 0.5 on the log axis
     ax = axes[0, 0]
@@ -502,8 +506,12 @@ def save(fig: Figure, path, dpi: int = DPI) -> Path:
 
 
 # ---------------------------------------------------------------- dispatch
+from .phase import curves, heatmap  # noqa: E402  (they use the helpers above)
+
 KINDS = {"error_vs": error_vs, "dynamics": dynamics, "endpoints": endpoints,
-         "neuron_sizes": neuron_sizes}
+         "neuron_sizes": neuron_sizes, "heatmap": heatmap, "curves": curves}
+RUN_CURVES = ["train_loss", "test_error", "test_error_clean", "weight_norm", "output_norm",
+              "layer_ratio", "signal_learning", "noise_memorization", "margin_min"]
 
 
 def figure(ds, spec: dict) -> Figure:
@@ -542,4 +550,5 @@ def draw_all(ds, folder) -> list[Path]:
 
 
 __all__ = ["figure", "draw_all", "run_figure", "save", "error_vs", "dynamics", "endpoints", "neuron_sizes",
+           "heatmap", "curves",
            "sweep_spec", "setting", "threshold_of", "sample_sizes_of", "KINDS"]
