@@ -98,6 +98,19 @@ CASES = [
     ("run-misspelled", None, ("run", "--widht", "2"), None, "did you mean 'width'"),
     ("run-fixed-dim", None, ("run", "--sampling", "fixed", "--input_dim", "3"), None,
      "needs input_dim = 1"),
+    ("cnn-snr-and-norm", None, ("run", "--family", "patch_cnn", "--snr", "0.1",
+                                "--signal_norm", "2"), None,
+     "give at most one of 'signal_norm' and 'snr'"),
+    ("cnn-flip-rate", None, ("run", "--family", "patch_cnn", "--label_noise", "0.7"), None,
+     "'label_noise' must lie in [0, 0.5]"),
+    ("cnn-coefficient-adam", None, ("run", "--family", "patch_cnn", "--parameterization",
+                                    "coefficient", "--optimizer", "adam"), None,
+     "parameterization = 'coefficient' needs optimizer = 'gd'"),
+    ("cnn-coefficient-small-d", None, ("run", "--family", "patch_cnn", "--parameterization",
+                                       "coefficient", "--input_dim", "10"), None,
+     "need input_dim > n_train + 1 = 21"),
+    ("cnn-bad-pooling", None, ("run", "--family", "patch_cnn", "--pooling", "max"), None,
+     "'pooling' must be one of sum, mean"),
 ]
 
 

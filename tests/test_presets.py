@@ -24,11 +24,15 @@ EXPECTED_DIMS = {  # the swept dims, in spec order, then step
     "fig5": ("init_scale", "step"),
     "fig6": ("width", "step"),
     "fig9": ("data_seed", "imbalance", "n_train", "step"),
+    "kou2023-heatmap": ("input_dim", "signal_norm", "seed", "step"),
+    "kou2023-demo": ("seed", "step"),
+    "init-matters-dynamics": ("output_init_scale", "seed", "step"),
+    "init-matters-phase": ("output_init_scale", "n_train", "snr", "seed", "step"),
 }
 
 
 def test_every_preset_is_listed():
-    assert set(EXPECTED_DIMS) <= set(presets.names())
+    assert set(EXPECTED_DIMS) == set(presets.names())
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +197,41 @@ def test_unknown_kind_and_dim_are_refused():
         plots.figure(ds, {"kind": "nope"})
     with pytest.raises(ValueError, match="not a dim"):
         plots.figure(ds, {"kind": "error_vs", "x": "imbalance"})
+
+
+def test_benign_conditions_closed_forms():
+    from twolayer import theory
+
+    # Kou: n |mu|^4 / (sigma^4 d), the same from snr (|mu| = snr sigma sqrt(d))
+    q = theory.benign_quantity("kou", n_train=20, input_dim=400, noise_std=2.0, signal_norm=6.0)
+    assert q == pytest.approx(20 * 6.0 ** 4 / (2.0 ** 4 * 400))
+    snr = 6.0 / (2.0 * 20.0)
+    assert theory.benign_quantity("kou", n_train=20, input_dim=400, noise_std=2.0,
+                                  snr=snr) == pytest.approx(q)
+    assert theory.benign_quantity("cao", n_train=50, input_dim=400, snr=0.1,
+                                  relu_power=3.0) == pytest.approx(50 * 1e-3)
+    assert theory.benign_quantity("small_init", n_train=50, input_dim=400,
+                                  snr=0.1) == pytest.approx(0.5)
+    assert "conjecture" in theory.CONDITIONS["small_init"][0]
+    with pytest.raises(ValueError):
+        theory.benign_quantity("kou", n_train=1, input_dim=1, snr=1.0, signal_norm=1.0)
+
+
+def test_heatmap_overlay_is_drawn_where_the_condition_holds():
+    """The Kou curve over (input_dim, signal_norm) lies on n |mu|^4 = C d, n from the spec."""
+    dims, norms = np.arange(100, 1001, 100), np.linspace(0.5, 8.0, 16)
+    err = xr.DataArray(np.random.default_rng(0).random((10, 16, 2)),
+                       dims=("input_dim", "signal_norm", "step"))
+    ds = xr.Dataset({"test_error": err}, coords={"input_dim": dims, "signal_norm": norms,
+                                                 "step": [0, 10]})
+    ds.attrs["sweep"] = json.dumps({"family": "patch_cnn", "base": {"n_train": 20},
+                                    "train": {}})
+    fig = plots.figure(ds, {"kind": "heatmap", "x": "input_dim", "y": "signal_norm",
+                            "overlays": [{"condition": "kou", "constant": 40.0}]})
+    ax = fig.axes[0]
+    paths = [p for c in ax.collections for p in getattr(c, "get_paths", lambda: [])()
+             if len(p.vertices) > 10 and c.get_edgecolor().size and c.get_edgecolor()[0][0] == 1.0]
+    assert paths, "no overlay contour drawn"
+    x, y = paths[0].vertices.T
+    np.testing.assert_allclose(20 * y ** 4 / x, 40.0, rtol=0.03)
+    assert "Kou 2023" in ax.get_legend().get_texts()[0].get_text()

@@ -20,7 +20,7 @@ A spec file::
     axes = {imbalance = {chebyshev = [0.0, 1.0, 21]}}
 
 Runs are grouped by the fields that fix the compiled program (static fields); each group is
-cut into shards of at most ``shard_size`` runs. A shard's file is named by the hash of its
+cut into near-equal shards of at most ``shard_size`` runs. A shard's file is named by the hash of its
 run configs and is written atomically, so a rerun skips the shards already finished.
 """
 from __future__ import annotations
@@ -239,8 +239,11 @@ def shards(spec: Spec, shard_size: int = 512) -> list[Shard]:
                if len({repr(getattr(m[0][1], n)) for m in groups.values()}) > 1]
     out = []
     for members in groups.values():
-        for start in range(0, len(members), shard_size):
-            part = members[start:start + shard_size]
+        # near-equal shards (at most shard_size runs): equal shapes share a compiled program
+        count = -(-len(members) // shard_size)
+        cuts = [len(members) * i // count for i in range(count + 1)]
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            part = members[start:stop]
             cfgs = tuple(c for _, c in part)
             coords = tuple(k for k, _ in part)
             key = _hash({"format": SHARD_FORMAT, "family": spec.family,

@@ -115,14 +115,16 @@ def heatmap(ds, spec: dict):
         extra.remove("bank")
     da = da.mean(extra) if extra else da
     panels = list(ds[pn].values) if pn else [None]
-    fig, axes = _new(1, len(panels), w=4.0, h=3.4)
+    cols = int(spec.get("cols", min(3, len(panels))))
+    rows = -(-len(panels) // cols)
+    fig, axes = _new(rows, cols, w=4.0, h=3.4)
     vmin = spec.get("vmin", float(np.nanmin(da.values)))
     vmax = spec.get("vmax", float(np.nanmax(da.values)))
     norm = mcolors.Normalize(vmin, vmax)
     xs, ys = np.asarray(ds[xn].values, float), np.asarray(ds[yn].values, float)
     logx, logy = spec.get("logx", _is_log(xs)), spec.get("logy", _is_log(ys))
     for k, pv in enumerate(panels):
-        ax = axes[0, k]
+        ax = axes[k // cols, k % cols]
         sub = da.sel({pn: pv}) if pn else da
         z = sub.transpose(yn, xn).values
         mesh = ax.pcolormesh(_edges(xs, logx), _edges(ys, logy), z, cmap=spec.get("cmap", "viridis"),
@@ -137,7 +139,9 @@ def heatmap(ds, spec: dict):
                title=f"{label(pn)} = {_fmt(pv)}" if pn else _var_label(ds, var))
         if handles:
             ax.legend(handles=handles, fontsize=6, loc=spec.get("legend", "lower right"))
-    fig.colorbar(mesh, ax=axes[0, :].tolist(), label=f"final {_var_label(ds, var)}", shrink=0.9)
+    for k in range(len(panels), rows * cols):
+        axes[k // cols, k % cols].set_visible(False)
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), label=f"final {_var_label(ds, var)}", shrink=0.9)
     extra_txt = f" (mean over {', '.join(extra)})" if extra else ""
     _title(fig, ds, spec.get("title", f"final {var}{extra_txt}"))
     return fig
