@@ -139,9 +139,11 @@ def _program_cached(family_name, cfg):
         return tree_map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
     observe = jax.vmap(lambda p, d: family.observe(cfg, p, d))
-    # not lax.map over blocks of runs: XLA's CPU eigh inside a loop deadlocks under
-    # shard_map with several host devices (measured, jax 0.10.2)
-    init = jax.vmap(init_one)
+    # one run at a time: a run's set-up must not depend on how many runs share its device
+    # (vmap over 1 or 2 runs gave last-bit differences, so one device vs two differed).
+    # A family's setup must not call XLA's CPU LAPACK routines (eigh, qr, triangular
+    # solve): inside this loop under shard_map on several host devices they deadlock
+    init = functools.partial(jax.lax.map, init_one)
     devices = jax.local_devices()
     if len(devices) > 1:  # each device sets up, steps and observes its own share of the runs
         mesh = Mesh(np.array(devices), ("runs",))

@@ -38,17 +38,22 @@ never changes f; the option exists for fidelity to the data law (and ``predict``
 patches is tested against the fast path).
 
 Exact coefficient dynamics (``parameterization``). Gradient descent keeps every filter in
-w(0) + span{e_1 (, e_2), xi_1, ..., xi_n}. In "coefficient" mode a filter is w(0) + Q c
-with Q an orthonormal basis of that span (QR of the basis, computed once per run), and the
+w(0) + span{e_1 (, e_2), xi_1, ..., xi_n}. In "coefficient" mode a filter is w(0) + c Q with
+Q orthonormal rows spanning that span (Q = L^-1 U for the unit basis rows U and the Cholesky
+factor L of their Gram matrix, computed once per run: Q is never formed in R^d), and the
 engine trains c directly: with Q orthonormal, gradient descent on c is exactly gradient
 descent on w, and a step costs F K n (K = n + 1 or n + 2) instead of F d n. "direct" trains
-w itself; "auto" picks coefficient mode when K < d.
+w itself; "auto" picks coefficient mode when K < d and the optimizer is GD. In coefficient
+mode ``input_dim`` is rounded up to a bucket (``padded_dim``) with zero coordinates, so runs
+of nearby d share one compiled program.
 
 Test set. ``test_sampling = "projected"`` (default): the network sees a test noise patch
 only through its inner products with the span S of {w(0), the signal directions, xi_1..n},
-which holds every filter at every step. The test noise is drawn as sigma_p P Q_S z with
-z ~ N(0, I_dim S), Q_S an orthonormal basis of S: the same law of f(x_test) as a full
-d-dimensional draw, at a cost that does not grow with d. "explicit" draws the full vectors.
+which holds every filter at every step. Those inner products (with the unit rows U of S's
+spanning set) are Gaussian with covariance sigma_p^2 U P U^T and are drawn as sigma_p C z,
+C C^T = U P U^T, z ~ N(0, I): the same law of f(x_test) as a full d-dimensional draw, at a
+cost that does not grow with d (direct mode turns them into the minimum-norm vectors in S
+with those inner products). "explicit" draws the full vectors.
 
 Recorded per checkpoint: ``train_loss``, ``train_error`` (fraction with y_i f(x_i) <= 0),
 ``test_error`` (against the noisy test label; its floor is p) and ``test_error_clean``;
@@ -441,7 +446,9 @@ def predict(cfg, params, x):
     z = jnp.einsum("fd,npd->fnp", params["w"], x)
     if cfg.bias:
         z = z + params["b"][:, None, None]
-    data = {"relu_power": jnp.asarray(3.0, x.dtype), "leaky_slope": jnp.asarray(0.1, x.dtype)}
+    # the activation's parameter from the (full) config: a static part has none to give
+    name = {"relu_power": "relu_power", "leaky_relu": "leaky_slope"}.get(cfg.activation)
+    data = {name: jnp.asarray(float(getattr(cfg, name)), x.dtype)} if name else {}
     h = jnp.sum(_activation(cfg, data)(z), axis=2)
     if cfg.pooling == "mean":
         h = 0.5 * h
