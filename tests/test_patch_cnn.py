@@ -686,6 +686,8 @@ def test_cholesky_psd_dependent_rows_give_zero_pivots():
     extra = []
     for g, rank in cases:
         low = np.asarray(chol(jnp.asarray(g)))
-        np.testing.assert_allclose(low @ low.T, g, rtol=0, atol=1e-12 * np.max(np.abs(g)))
+        # rounding in L L^T grows like eps / (the smallest pivot kept); random 12 x 8 rows
+        # keep pivots down to ~3e-3, hence 1e-10 rather than 1e-12
+        np.testing.assert_allclose(low @ low.T, g, rtol=0, atol=1e-10 * np.max(np.abs(g)))
         extra.append(int(np.sum(np.diag(low) != 0)) - rank)
     assert extra == [0] * len(cases), extra

@@ -287,10 +287,11 @@ def _init(cfg, bp, dtype, mask):
 def cholesky_psd(g):
     """Lower L with L L^T = g for a positive semi-definite g (R, R); a pivot at rounding
     level (a row that depends on the earlier ones) gives a zero column. Rounding leaves such
-    a pivot at up to ~100 n eps max(diag) (measured), hence the tolerance: a row whose part
-    independent of the earlier rows is below ~3e-6 of the largest row counts as dependent."""
+    a pivot at about 10 n eps max(diag) (measured), hence the tolerance 100 n eps max(diag):
+    a row whose part independent of the earlier rows is below ~1e-6 of the largest row
+    counts as dependent (L L^T then differs from g by at most the tolerance)."""
     n = g.shape[0]
-    tol = 1000 * n * jnp.finfo(g.dtype).eps * jnp.max(jnp.diagonal(g))
+    tol = 100 * n * jnp.finfo(g.dtype).eps * jnp.max(jnp.diagonal(g))
     idx = jnp.arange(n)
 
     def body(j, low):
