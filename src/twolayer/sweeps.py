@@ -14,7 +14,7 @@ A spec file::
     [[zip]]                   # zipped axes: equal lengths; the dimension takes the first name
     init_scale = [1e-15, 1e-10]
     seed = [0, 1]
-    [[figure]]                # figures drawn by `twolayer plot` / `reproduce` (see plots.py)
+    [[figure]]                # figures drawn by `twolayer plot` / `reproduce` (see twolayer.plots)
     kind = "error_vs"
     [scales.quick]            # overrides for --scale quick: base, train, axes, zip, figure
     axes = {imbalance = {chebyshev = [0.0, 1.0, 21]}}
