@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+import numpy as np
+
 STATIC, BATCHED = "static", "batched"
 
 
@@ -153,6 +155,18 @@ def make_config(cls, values: dict, *, where: str = "") -> Any:
     if validate is not None:
         validate(cfg)
     return cfg
+
+
+def refuse_float32_underflow(cfg, *names) -> None:
+    """A scale whose square underflows float32 (it would silently become 0) is refused."""
+    if cfg.dtype != "float32":
+        return
+    tiny = np.finfo(np.float32).tiny
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and 0.0 < value * value < tiny:
+            raise ConfigError(f"'{name}' = {value:g} underflows float32 when squared "
+                              f"(below {tiny:.1e}); use dtype = 'float64'")
 
 
 def static_key(cfg) -> tuple:

@@ -81,7 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import activations, keys
-from ..config import ConfigError, Training, batched, static
+from ..config import ConfigError, Training, batched, refuse_float32_underflow, static
 from . import Family
 
 ACTIVATIONS = ("relu", "relu_power", "leaky_relu")
@@ -119,7 +119,6 @@ def padded_dim(cfg) -> int:
         return 64
     p = 1 << (d - 1).bit_length()
     return next(p * k // 8 for k in (5, 6, 7, 8) if p * k // 8 >= d)
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,13 +187,7 @@ class Config(Training):
         if (cfg.parameterization == "coefficient" or cfg.record_coefficients) and K >= cfg.input_dim:
             raise ConfigError(f"parameterization = 'coefficient' and record_coefficients need "
                               f"input_dim > n_train + {n_directions(cfg)} = {K}, got {cfg.input_dim}")
-        if cfg.dtype == "float32":
-            tiny = np.finfo(np.float32).tiny
-            for name in ("hidden_init_scale", "output_init_scale"):
-                v = getattr(cfg, name)
-                if v is not None and 0.0 < v * v < tiny:
-                    raise ConfigError(f"'{name}' = {v:g} underflows float32 when squared "
-                                      f"(below {tiny:.1e}); use dtype = 'float64'")
+        refuse_float32_underflow(cfg, "hidden_init_scale", "output_init_scale")
 
 
 def filter_signs(cfg):
@@ -413,7 +406,12 @@ def _output(cfg, params, data, w_e, w_xi, s):
     z_signal, z_noise = w_e @ s.T, w_xi  # (F, N)
     if cfg.bias:
         z_signal, z_noise = z_signal + params["b"][:, None], z_noise + params["b"][:, None]
-    h = act(z_signal) + act(z_noise)
+    return _readout(cfg, params, act(z_signal) + act(z_noise))
+
+
+def _readout(cfg, params, h):
+    """f from the activations summed over the two patches, h (F, N): pooling, the banks'
+    signs, the output weights and the optional 1/m."""
     if cfg.pooling == "mean":
         h = 0.5 * h
     out = (jnp.asarray(filter_signs(cfg), h.dtype) * params["v"]) @ h
@@ -450,11 +448,7 @@ def predict(cfg, params, x):
     # the activation's parameter from the (full) config: a static part has none to give
     name = {"relu_power": "relu_power", "leaky_relu": "leaky_slope"}.get(cfg.activation)
     data = {name: jnp.asarray(float(getattr(cfg, name)), x.dtype)} if name else {}
-    h = jnp.sum(_activation(cfg, data)(z), axis=2)
-    if cfg.pooling == "mean":
-        h = 0.5 * h
-    out = (jnp.asarray(filter_signs(cfg), h.dtype) * params["v"]) @ h
-    return out / cfg.width if cfg.divide_by_width else out
+    return _readout(cfg, params, jnp.sum(_activation(cfg, data)(z), axis=2))
 
 
 def step_sizes(cfg, bp, params):
@@ -498,8 +492,8 @@ def observe(cfg, params, data):
     S = n_directions(cfg)
     w_e, w_xi = _dots(cfg, params, data)
     m = data["y"] * _output(cfg, params, data, w_e, w_xi, data["s"])
-    w_e_t, w_xi_t = _dots(cfg, params, data, test=True)
-    f_t = _output(cfg, params, data, w_e_t, w_xi_t, data["s_test"])
+    w_xi_t = _dots(cfg, params, data, test=True)[1]  # <w_f, e_k> is the same for both
+    f_t = _output(cfg, params, data, w_e, w_xi_t, data["s_test"])
     v = params["v"]
     j = jnp.asarray(filter_signs(cfg), v.dtype)
     vote = jnp.where(v == 0, j, j * jnp.sign(v))  # the class each filter votes for

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import activations, keys
-from ..config import ConfigError, Training, batched, static
+from ..config import ConfigError, Training, batched, refuse_float32_underflow, static
 from . import Family
 
 
@@ -96,9 +96,7 @@ class Config(Training):
                 raise ConfigError(f"'imbalance' (prescribed c~) needs width = 2, got {cfg.width}")
             if not 0.0 <= cfg.imbalance <= 1.0:
                 raise ConfigError(f"'imbalance' must lie in [0, 1], got {cfg.imbalance}")
-        if cfg.dtype == "float32" and 0.0 < cfg.init_scale ** 2 < np.finfo(np.float32).tiny:
-            raise ConfigError(f"'init_scale' = {cfg.init_scale:g} underflows float32 when squared "
-                              f"(below {np.finfo(np.float32).tiny:.1e}); use dtype = 'float64'")
+        refuse_float32_underflow(cfg, "init_scale")
 
 
 # ---------------------------------------------------------------- the network and the target

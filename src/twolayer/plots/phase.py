@@ -23,13 +23,8 @@ import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib.lines import Line2D
 
-from .. import theory
+from .. import analysis, theory
 from . import _colors, _fmt, _new, _title, _var_label, label, setting
-
-
-def _final(ds, var):
-    da = ds[var]
-    return da.isel(step=-1) if "step" in da.dims else da
 
 
 def _is_log(values) -> bool:
@@ -108,7 +103,7 @@ def heatmap(ds, spec: dict):
     var = spec.get("var", "test_error")
     xn, yn, pn = spec["x"], spec["y"], spec.get("panel")
     ds = ds.sel(spec.get("select", {}))
-    da = _final(ds, var)
+    da = analysis.final(ds[var])
     extra = [d for d in da.dims if d not in (xn, yn, pn)]
     if "bank" in extra:
         da = da.sel(bank=1)
