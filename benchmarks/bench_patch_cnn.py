@@ -33,6 +33,7 @@ import platform
 import time
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py (the script's folder)
 
 import twolayer  # noqa: F401  (sets the host device count before jax is imported)
 import jax
@@ -126,12 +127,7 @@ def check_same_work(torch, k, size):
 
 
 def machine(torch):
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     try:
         avail = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -23,6 +23,7 @@ import platform
 import time
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py (the script's folder)
 
 import twolayer  # noqa: F401  (sets the host device count before jax is imported)
 import jax
@@ -86,12 +87,7 @@ def check_same_work(torch, k):
 
 
 def machine(torch):
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return (f"cpu: {cpu}, {os.cpu_count()} cores, {platform.python_version()}, jax {jax.__version__}"
             f" ({jax.local_device_count()} host devices), torch {torch.__version__} "
             f"({torch.get_num_threads()} threads)")
