@@ -20,5 +20,7 @@ __version__ = "0.1.0"
 from .activations import register_activation  # noqa: E402
 from .api import load, reproduce, run, sweep  # noqa: E402
 from .config import ConfigError  # noqa: E402
+from .families import register as register_family  # noqa: E402
 
-__all__ = ["run", "sweep", "reproduce", "load", "register_activation", "ConfigError"]
+__all__ = ["run", "sweep", "reproduce", "load", "register_activation", "register_family",
+           "ConfigError"]
