@@ -1,7 +1,7 @@
 """Elementwise activations by name, shared by every family.
 
 Built in: ``tanh``, ``rational`` (x / (1 + x^2), the odd, bounded activation of the study's
-width-1000 run), ``relu``, ``identity``. A user adds one with :func:`register_activation`, or
+width-1000 run), ``relu``, ``identity``. A user adds one with ``register_activation``, or
 names any importable function as ``"package.module:function"`` in a config or TOML file."""
 from __future__ import annotations
 
@@ -25,14 +25,17 @@ BUILTIN = frozenset(_REGISTRY)
 
 
 def register_activation(name: str, fn: Callable) -> None:
-    """Make ``fn`` (elementwise, jax-traceable) available as ``activation = name``."""
+    """Make ``fn`` (elementwise, jax-traceable) available as ``activation = name`` in
+    configs of this process; a name registered again is replaced. Worker processes of an
+    executor do not see it: name the function as ``"package.module:function"`` instead,
+    which works everywhere without registering."""
     if not callable(fn):
         raise TypeError("activation must be callable")
     _REGISTRY[name] = fn
 
 
 def local_only(name) -> bool:
-    """Registered in this process by :func:`register_activation`: other processes (the
+    """Registered in this process by ``register_activation``: other processes (the
     workers of an executor) do not know it; ``'module:function'`` works everywhere."""
     return isinstance(name, str) and name in _REGISTRY and name not in BUILTIN
 

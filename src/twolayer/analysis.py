@@ -1,10 +1,10 @@
 """Analysis of training results with plain xarray.
 
-Works on Datasets produced by :func:`twolayer.train.train_group` (dim ``run``) or by merged
+Works on Datasets produced by ``twolayer.train.train_group`` (dim ``run``) or by merged
 sweeps, whose dims are the swept config names (``n_train``, ``imbalance``, ``data_seed``,
 ``init_scale``, ``seed``, ...) plus ``step`` and the family's own dims (``neuron``,
 ``input``). Groups with different step grids merged together hold NaN where a group has no
-checkpoint; :func:`final` takes each run's last recorded value.
+checkpoint; ``final`` takes each run's last recorded value.
 """
 from __future__ import annotations
 
@@ -102,10 +102,11 @@ def branch(ds: xr.Dataset, *, a_tol: float = 1e-3, match_tol: float = 1e-2,
     (``target_a``, ``target_w``, ``target_b``; default the study's tanh(x + 1)).
 
     - "Q2": one output weight is below ``a_tol`` in absolute value and the other neuron equals
-      the target: |a_k - a*|, |w_k - w*| (each entry) and |b_k - b*| all <= ``match_tol``.
+      the target: ``|a_k - a*|``, ``|w_k - w*|`` (each entry) and ``|b_k - b*|`` all
+      <= ``match_tol``.
     - "Q1": both output weights are >= ``a_tol`` in absolute value, both neurons'
-      (w_k, b_k) equal (w*, b*) within ``match_tol`` (each entry), and their output weights
-      sum to a* within ``match_tol``.
+      (w_k, b_k) equal ``(w*, b*)`` within ``match_tol`` (each entry), and their output
+      weights sum to ``a*`` within ``match_tol``.
     - "none": anything else (not converged, another minimum, NaN).
 
     With ``sign_flip`` (right for odd activations such as tanh) a neuron may match the target
@@ -195,7 +196,7 @@ def time_shift_of(ds, optimizer: str = "gd", *, init_scale=None, learning_rate=N
                   n_train=None) -> xr.DataArray:
     """Per run: steps by which the init scale delays the dynamics,
     ``theory.time_shift(init_scale, learning_rate, theory.growth_rate(g_norm, slope, n, loss))``
-    (see :func:`time_shifted_step` for the arguments)."""
+    (see ``time_shifted_step`` for the arguments)."""
     from . import activations
 
     alpha = _setting(ds, "init_scale", init_scale)

@@ -12,8 +12,11 @@ from .families import get as get_family
 
 
 def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Dataset:
-    """Train one run; ``settings`` are config fields (e.g. ``width=2, init_scale=1e-10``).
-    Returns its Dataset (dims ``step`` and the family's own)."""
+    """Train one run of ``family`` in this process; ``settings`` are config fields (e.g.
+    ``width=2, init_scale=1e-10``; any field of either section), checked as in a sweep file
+    (``ConfigError`` on a bad one). ``progress``: True or False for the progress bar
+    (default: shown on a terminal unless ``TWOLAYER_PROGRESS=0``). Returns its Dataset:
+    dims ``step`` and the family's own, the settings and provenance in its attributes."""
     from .train import train_group
 
     fam = get_family(family)
@@ -37,11 +40,14 @@ def _split_sections(fam, settings: dict) -> dict:
 
 def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
           executor=None, state_every: float = 60.0) -> xr.Dataset:
-    """Run a sweep given as a TOML path, a preset name, or a dict (parsed TOML). With
-    ``out`` the shards and the merged result are written there, and a rerun resumes (a long
-    shard from its training state, saved every ``state_every`` seconds). ``executor``:
+    """Run a sweep given as a TOML path, a preset name, or a dict (parsed TOML) at ``scale``
+    (``"full"`` or one of the spec's ``[scales.NAME]`` tables) and return the merged Dataset
+    (dims: the swept names plus ``step`` and the family's own). With ``out`` the shards and
+    the merged result are written there, and a rerun resumes (a long shard from its
+    training state, saved every ``state_every`` seconds); ``out`` must be new, empty, or
+    hold the same sweep. ``shard_size``: at most this many runs per shard. ``executor``:
     None or ``"local"`` (in this process), ``"processes:N"``, ``"dask-local:N"``,
-    ``"dask://HOST:PORT"``, or a ``distributed.Client``."""
+    ``"dask://HOST:PORT"``, or a ``distributed.Client`` (see ``twolayer.executors``)."""
     return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress,
                       executor=executor, state_every=state_every)
 
@@ -49,7 +55,9 @@ def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progres
 def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
               progress=None, executor=None,
               state_every: float = 60.0) -> tuple[xr.Dataset, list[Path]]:
-    """Run a preset's sweep into ``out`` and draw its figures into ``out/figures``."""
+    """Run a preset's sweep into ``out`` (default scale ``"quick"``; other arguments as for
+    ``sweep``) and draw its figures into ``out/figures``. Returns the merged Dataset and
+    the paths of the PNG files."""
     from . import presets
     from .config import ConfigError, suggest
 
@@ -64,5 +72,6 @@ def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
 
 
 def load(folder) -> xr.Dataset:
-    """The merged Dataset of a sweep folder."""
+    """The merged Dataset of a sweep folder (or of a result file), as written by ``sweep``
+    with ``out``; see ``twolayer.store.load``."""
     return store.load(folder)

@@ -2,9 +2,9 @@
 (they fix array shapes or the compiled program: sizes, activation, dtype, optimizer kind)
 or batched (a value per run inside one compiled call: scales, learning rate, seeds).
 
-Every family's config derives from :class:`Training`, which holds the fields the shared
+Every family's config derives from ``Training``, which holds the fields the shared
 engine reads. Validation happens at the boundaries (TOML, CLI, Python API) through
-:func:`make_config`, with one-line messages that name the key and the allowed values.
+``make_config``, with one-line messages that name the key and the allowed values.
 """
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ class ConfigError(ValueError):
 
 
 def static(default, *, section="base", choices=None, minimum=None, bucket=None, doc=""):
-    """A field that fixes the compiled program. ``bucket(cfg)``, if given, is the value the
+    """A field that fixes the compiled program (a ``dataclasses.field``): runs with different
+    values are trained in different batched calls.
+
+    ``section`` is the sweep file's table the key belongs to (``"base"`` or ``"train"``);
+    ``choices`` (a tuple) and ``minimum`` are checked by ``make_config``; ``doc`` is the
+    one-line meaning shown in the options tables. ``bucket(cfg)``, if given, is the value the
     program is built for (e.g. an array size rounded up): runs with equal buckets share one
     program and each run receives its own value as a per-run array as well."""
     return field(default=default, metadata=dict(kind=STATIC, section=section, choices=choices,
@@ -33,6 +38,13 @@ def static(default, *, section="base", choices=None, minimum=None, bucket=None, 
 
 
 def batched(default, *, section="base", minimum=None, positive=False, doc=""):
+    """A field with a value per run inside one compiled call (a ``dataclasses.field``): runs
+    that differ only in batched fields share one program. Its numbers reach the family as
+    per-run arrays (``bp[name]``), never through the static config. ``minimum`` and
+    ``positive`` (> 0) are checked by ``make_config``; ``section`` and ``doc`` as for
+    ``static``. A value of None means unset: the run's array holds 0 in its place
+    (``data_seed``: the run's ``seed``), and the static config keeps None, so a family can
+    test ``cfg.name is None`` (runs with and without the field set compile separately)."""
     return field(default=default, metadata=dict(kind=BATCHED, section=section, choices=None,
                                                 minimum=minimum, positive=positive, doc=doc))
 
@@ -60,6 +72,8 @@ class Training:
 # cached per class: a sweep of 10^5 runs validates 10^5 configs
 @functools.cache
 def field_specs(cls) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of a config class by name; ``field.metadata`` holds ``kind``,
+    ``section``, ``doc`` and the checks."""
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
@@ -70,17 +84,19 @@ def _type_hints(cls) -> dict:
 
 @functools.cache
 def static_names(cls) -> tuple[str, ...]:
+    """Names of the static fields of a config class, in declaration order."""
     return tuple(n for n, f in field_specs(cls).items() if f.metadata["kind"] == STATIC)
 
 
 @functools.cache
 def batched_names(cls) -> tuple[str, ...]:
+    """Names of the batched fields of a config class, in declaration order."""
     return tuple(n for n, f in field_specs(cls).items() if f.metadata["kind"] == BATCHED)
 
 
 @functools.cache
 def bucketed_names(cls) -> tuple[str, ...]:
-    """Static fields with a bucket: also passed per run (see :func:`static`)."""
+    """Static fields with a bucket: also passed per run (see ``static``)."""
     return tuple(n for n, f in field_specs(cls).items() if f.metadata.get("bucket"))
 
 
@@ -129,7 +145,11 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
 
 
 def make_config(cls, values: dict, *, where: str = "") -> Any:
-    """Build and validate a config from a plain dict (TOML table, CLI flags, kwargs)."""
+    """Build and validate a config of class ``cls`` from a plain dict (TOML table, CLI
+    flags, kwargs): unknown keys, wrong types, values outside ``choices``, below ``minimum``
+    or not finite raise ``ConfigError``; then the class's ``validate(cfg)`` (a staticmethod,
+    optional) checks what involves several fields. ``where`` is appended to the message of
+    an unknown key (e.g. " in [base]"). Returns the config instance."""
     specs = field_specs(cls)
     hints = _type_hints(cls)
     clean = {}
@@ -158,7 +178,9 @@ def make_config(cls, values: dict, *, where: str = "") -> Any:
 
 
 def refuse_float32_underflow(cfg, *names) -> None:
-    """A scale whose square underflows float32 (it would silently become 0) is refused."""
+    """Raise ``ConfigError`` when ``cfg.dtype`` is float32 and one of the fields ``names`` is
+    a scale whose square underflows float32 (it would silently become 0). For a family's
+    ``validate``."""
     if cfg.dtype != "float32":
         return
     tiny = np.finfo(np.float32).tiny
@@ -203,4 +225,5 @@ class _Batched:
 
 
 def to_dict(cfg) -> dict:
+    """Every field of a config as a plain dict (name to value)."""
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}

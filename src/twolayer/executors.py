@@ -4,7 +4,7 @@ a Dask cluster.
     local              in this process, one shard after another (the default)
     processes:N        N worker processes on this machine (spawned)
     dask-local:N       a Dask LocalCluster of N worker processes, started for the sweep
-    dask://HOST:PORT   an existing Dask scheduler (``tcp://HOST:PORT`` is the same)
+    dask://HOST:PORT   an existing Dask scheduler (tcp://HOST:PORT is the same)
 
 From Python, ``executor=`` also takes a ``distributed.Client`` (it is used, not closed).
 
@@ -34,6 +34,10 @@ SPELLINGS = "local, processes:N, dask-local:N, dask://HOST:PORT"
 
 
 class Executor(NamedTuple):
+    """An open executor: ``name`` ("local", "processes:N" or the Dask scheduler's address),
+    ``map(fn, items)`` (yields ``(index, fn(item))`` in order of completion) and
+    ``close()``."""
+
     name: str  # "local", "processes:N" or the Dask scheduler's address
     map: Callable[[Callable, list], Iterator[tuple[int, object]]]
     close: Callable[[], None]
@@ -220,7 +224,10 @@ def _count(text: str, spelling: str) -> int:
 
 
 def open_executor(spec=None) -> Executor:
-    """An executor from its spelling (None: local), a ``distributed.Client``, or itself."""
+    """An executor from its spelling (None or "local", "processes:N", "dask-local:N",
+    "dask://HOST:PORT"), a ``distributed.Client``, or an ``Executor`` (returned as is).
+    Raises ``ConfigError`` for an unknown spelling, an unreachable scheduler, or a Dask
+    spelling without the ``dask`` extra installed. The caller closes it."""
     if spec is None or spec == "local":
         return _local()
     if isinstance(spec, Executor):

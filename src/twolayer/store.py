@@ -1,11 +1,11 @@
 """Results on disk: shard files, the merged Dataset, provenance.
 
-A sweep folder holds::
+A sweep folder holds:
 
     sweep.json          the manifest: the spec (after its scale), the sweep id, every shard's key
-    shards/KEY.nc       one finished shard (dim ``run``), named by the hash of its configs
+    shards/KEY.nc       one finished shard (dim run), named by the hash of its configs
     state/KEY.npz       the saved training state of a shard still in progress
-    result.nc           the merged Dataset (dims: the swept names plus ``step``)
+    result.nc           the merged Dataset (dims: the swept names plus step)
     figures/*.png       figures drawn from result.nc
     .lock               held (flock) by the sweep command working on the folder
 
@@ -78,6 +78,7 @@ def _read_nc(path: Path) -> xr.Dataset:
 
 
 def result_path(folder: Path) -> Path:
+    """Path of the merged result file of a sweep folder: ``folder/result.nc``."""
     return Path(folder) / "result.nc"
 
 
@@ -230,6 +231,7 @@ class TrainingState:
         self.every = float(every)
 
     def load(self) -> dict | None:
+        """The saved arrays by name, or None (nothing saved; an unreadable file is removed)."""
         if not self.path.exists():
             return None
         try:
@@ -240,6 +242,7 @@ class TrainingState:
             return None
 
     def save(self, arrays: dict) -> None:
+        """Write ``arrays`` (name to numpy array) atomically, replacing the saved state."""
         def write(tmp):
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
@@ -255,6 +258,7 @@ class TrainingState:
             return None
 
     def clear(self) -> None:
+        """Remove the saved state, if any."""
         self.path.unlink(missing_ok=True)
 
 
@@ -354,7 +358,9 @@ def provenance(spec) -> dict:
 
 
 def load(folder) -> xr.Dataset:
-    """The merged Dataset of a sweep folder (or of a single result file)."""
+    """The merged Dataset of a sweep folder (or of a single result file), loaded into
+    memory. Raises ``ConfigError`` for a folder that holds no sweep or no merged result yet
+    (an interrupted sweep: rerun it to finish)."""
     path = Path(folder)
     if path.is_file():
         return _read_nc(path)
@@ -367,7 +373,13 @@ def load(folder) -> xr.Dataset:
 
 
 def info(folder) -> dict:
-    """What is done, what is missing, dims and provenance of a sweep folder."""
+    """What is done, what is missing, dims and provenance of a sweep folder (what
+    ``twolayer info`` prints), as a dict: ``name``, ``family``, ``scale``, ``shards_done``,
+    ``shards_total``, ``runs_done``, ``runs_total``, ``missing`` (one dict per unfinished
+    shard, with ``resumes_at_step`` when a training state is saved), ``running`` (the lock
+    holder, or None) and ``result`` (the path of result.nc, or None); with a result also
+    ``dims``, ``variables`` and ``provenance`` (its attributes but the spec). Raises
+    ``ConfigError`` for a folder without sweep.json."""
     path = Path(folder)
     meta_path = path / "sweep.json"
     if not meta_path.exists():

@@ -302,7 +302,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     """Run a sweep and return the merged Dataset. With ``out``, shards and the merged result
     are written there and a rerun continues where the last one stopped (long shards from
     their training state saved every ``state_every`` seconds). ``executor``: see
-    :mod:`twolayer.executors` (None: in this process)."""
+    ``twolayer.executors`` (None: in this process)."""
     from .executors import open_executor
 
     if not isinstance(spec, Spec):

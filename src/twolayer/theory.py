@@ -1,8 +1,11 @@
-"""Theory next to the simulation: sample-size thresholds, the small-initialization time
-shift, and the numerical model rank.
+"""Theory next to the simulation: for ``single_neuron``, sample-size thresholds, the
+small-initialization time shift, the numerical model rank and the sharpness; for
+``patch_cnn``, the benign-overfitting conditions drawn on phase diagrams.
 
 Notation: d input dimension, D effective input dimension (d + 1 with bias), m student width,
-m0 target width (number of target neurons), k intrinsic width of the target."""
+m0 target width (number of target neurons), k intrinsic width of the target; n training
+samples, |mu| signal norm, sigma_p noise standard deviation, SNR = |mu| / (sigma_p sqrt(d)).
+Scalar formulas take numbers or numpy arrays (which broadcast)."""
 from __future__ import annotations
 
 import functools
@@ -16,13 +19,15 @@ def effective_dim(input_dim: int, bias: bool) -> int:
 
 
 def optimistic_sample_size(input_dim: int, bias: bool, target_width: int = 1) -> int:
-    """Model rank of a width-k target for two-layer tanh-like networks: k (D + 1)."""
+    """Optimistic sample size of a target of ``target_width`` k distinct neurons: its model
+    rank for two-layer tanh-like networks, k (D + 1) (arXiv 2307.08921)."""
     return target_width * (effective_dim(input_dim, bias) + 1)
 
 
 def separation_sample_size(distinct: int, width: int, target_width: int, D: int) -> int:
-    """Branch with r distinct input weights separates from imperfect minima at
-    n >= r + (m + m0 - r) D (arXiv 2309.00508)."""
+    """Sample size at which the branch of global minima with r = ``distinct`` distinct input
+    weights separates from imperfect minima: n >= r + (m + m0 - r) D, m = ``width``,
+    m0 = ``target_width`` (arXiv 2309.00508)."""
     return distinct + (width + target_width - distinct) * D
 
 
@@ -32,8 +37,11 @@ def all_perfect_sample_size(input_dim: int, bias: bool, width: int) -> int:
 
 
 def sample_sizes(input_dim: int, bias: bool, width: int = 2, target_width: int = 1) -> dict:
-    """The study's thresholds for a single-neuron target learned by a width-2 student:
-    optimistic, separation of branch Q2 (r = 2) and Q1 (r = 1), all minima perfect."""
+    """The study's thresholds for a target of ``target_width`` neurons learned by a student
+    of ``width`` m (default: a single neuron, width 2), as a dict of ints: ``optimistic``
+    k (D + 1), ``separation_q2`` (r = 2) and ``separation_q1`` (r = 1) from
+    ``separation_sample_size``, and ``all_perfect`` (D + 1) m. For the 1-D study (d = 1,
+    bias): 3, 4, 5, 6."""
     D = effective_dim(input_dim, bias)
     return {
         "optimistic": optimistic_sample_size(input_dim, bias, target_width),
@@ -44,16 +52,19 @@ def sample_sizes(input_dim: int, bias: bool, width: int = 2, target_width: int =
 
 
 def growth_rate(g_norm, slope: float = 1.0, n_train: int | None = None, loss: str = "sum"):
-    """Rate lambda of the small-initialization escape: s'(0) |g| (divided by n for the mean
-    loss, whose gradient is 1/n of the sum's)."""
+    """Rate lambda of the small-initialization escape: s'(0) |g|, with |g| = ``g_norm`` (the
+    norm of the data vector, recorded per run) and s'(0) = ``slope``; divided by
+    ``n_train`` for ``loss = "mean"``, whose gradient is 1/n of the sum's."""
     lam = np.asarray(g_norm) * slope
     return lam / n_train if loss == "mean" else lam
 
 
 def time_shift(init_scale, learning_rate, rate, optimizer: str = "gd"):
-    """Steps by which an init scale alpha delays the dynamics, by the optimizer's own rule:
-    gradient descent grows by (1 + eta lambda) per step, so log(1/alpha) / log(1 + eta lambda);
-    gradient flow ("flow") gives log(1/alpha) / (eta lambda)."""
+    """Steps by which an init scale alpha = ``init_scale`` delays the dynamics, for step size
+    eta = ``learning_rate`` and rate lambda = ``rate`` (``growth_rate``), by the optimizer's
+    own rule: gradient descent grows by (1 + eta lambda) per step, so
+    log(1/alpha) / log(1 + eta lambda); gradient flow ("flow") gives
+    log(1/alpha) / (eta lambda). Any other ``optimizer`` raises ValueError."""
     alpha, eta, lam = (np.asarray(v, dtype=float) for v in (init_scale, learning_rate, rate))
     if optimizer == "flow":
         return np.log(1.0 / alpha) / (eta * lam)
@@ -106,7 +117,7 @@ def _jacobian_fn(predict, cfg, treedef, shapes):
 
 def jacobian_singular_values(family, cfg, params, *, n_inputs: int | None = None,
                              key_seed: int = 0, x=None) -> np.ndarray:
-    """Singular values (descending) of the model Jacobian of :func:`model_jacobian`."""
+    """Singular values (descending) of the model Jacobian of ``model_jacobian``."""
     return np.linalg.svd(model_jacobian(family, cfg, params, n_inputs=n_inputs,
                                         key_seed=key_seed, x=x), compute_uv=False)
 
@@ -123,7 +134,7 @@ def model_rank(family, cfg, params, *, n_inputs: int | None = None, tol: float =
     one. Exactly dependent directions give values at rounding level (~1e-16 relative), so the
     default 1e-8 separates them from genuinely independent ones unless these are themselves
     nearly dependent (e.g. two target neurons with almost equal weights); inspect
-    :func:`jacobian_singular_values` when in doubt. A zero Jacobian has rank 0."""
+    ``jacobian_singular_values`` when in doubt. A zero Jacobian has rank 0."""
     sv = jacobian_singular_values(family, cfg, params, n_inputs=n_inputs, key_seed=key_seed, x=x)
     if sv.size == 0 or sv[0] == 0.0:
         return 0
@@ -158,7 +169,7 @@ def target_point(cfg, dtype=None) -> dict:
 
 def model_rank_of_target(cfg, *, n_inputs: int | None = None, tol: float = 1e-8,
                          key_seed: int = 0) -> int:
-    """:func:`model_rank` at the parameter point :func:`target_point` (target neurons first,
+    """``model_rank`` at the parameter point ``target_point`` (target neurons first,
     the other neurons zero). For tanh-like activations this equals the optimistic sample size
     k (D + 1) when the k target neurons are distinct (no two input weights equal up to sign)."""
     from .families import get
@@ -198,7 +209,7 @@ def snr_of(signal_norm, noise_std, input_dim):
 
 def kou_quantity(n_train, signal_norm, noise_std, input_dim):
     """Kou et al. 2023 / Meng et al. 2024 (relu, fixed output): n |mu|^4 / (sigma_p^4 d);
-    benign iff it is >~ C, with test error <= p + exp(-Q / C')."""
+    benign iff it is >~ C, with test error <= p + exp(-Q / C') (p the label-flip rate)."""
     return (np.asarray(n_train) * np.asarray(signal_norm, float) ** 4
             / (np.asarray(noise_std, float) ** 4 * np.asarray(input_dim)))
 
@@ -210,8 +221,8 @@ def cao_quantity(n_train, snr, relu_power):
 
 def small_init_quantity(n_train, snr):
     """CONJECTURE of this toolkit, not a statement of Shang et al. 2024: with a small output
-    init the two layers grow jointly and the model is effectively 2-homogeneous, so n SNR^2
-    >~ C is the natural candidate condition. Drawn to be tested against the data."""
+    init the two layers grow jointly and the model is effectively 2-homogeneous, so
+    n SNR^2 >~ C is the natural candidate condition. Drawn to be tested against the data."""
     return np.asarray(n_train) * np.asarray(snr, float) ** 2
 
 
@@ -220,12 +231,17 @@ CONDITIONS = {
     "cao": ("n SNR^q = C (Cao 2022)", cao_quantity),
     "small_init": ("n SNR^2 = C (conjecture, small output init)", small_init_quantity),
 }
+"""The benign-overfitting conditions by name: (legend label, function giving Q). The
+``heatmap`` figure's ``overlays`` name them."""
 
 
 def benign_quantity(condition: str, *, n_train, input_dim, noise_std=1.0, signal_norm=None,
                     snr=None, relu_power=2.0):
-    """The quantity Q of ``condition`` (a key of CONDITIONS) from the settings; give the
-    signal as ``signal_norm`` or ``snr``. Arrays broadcast."""
+    """The quantity Q of ``condition`` (a key of ``CONDITIONS``: "kou", "cao", "small_init")
+    from the settings; give the signal as exactly one of ``signal_norm`` and ``snr`` (the
+    other follows from |mu| = SNR sigma_p sqrt(d)); ``relu_power`` is q of "cao". Arrays
+    broadcast. Raises ValueError for an unknown condition or when both or neither signal
+    argument is given."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition '{condition}'; allowed: {', '.join(CONDITIONS)}")
     if (signal_norm is None) == (snr is None):

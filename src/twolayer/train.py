@@ -198,7 +198,7 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
 
     Returns a Dataset with dims ``run`` (in the order of ``cfgs``) and ``step`` plus the
     family's own dims. With ``state_file`` (an object with ``load() -> dict | None``,
-    ``save(dict)`` and ``every`` seconds, e.g. :class:`twolayer.store.TrainingState`), the
+    ``save(dict)`` and ``every`` seconds, e.g. ``twolayer.store.TrainingState``), the
     loop's state is saved between chunks at most every ``every`` seconds, and a saved state
     is continued from: a killed shard resumes mid-run with the same result."""
     cfg0 = cfgs[0]

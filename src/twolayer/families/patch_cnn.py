@@ -20,11 +20,12 @@ drawn first and then scaled, so neighbouring grid points share their randomness,
 first n samples are the same for every n.
 
 Network. F filters w_f in R^d with output weights v_f. ``banks = "class"``: two banks of
-``width`` m filters, bank +1 and bank -1, f(x) = sum_j j sum_r v_{j,r} A_p[s(<w_{j,r}, x_p>
-+ b_{j,r})]; ``"single"``: m filters, f(x) = sum_r v_r A_p[...] with signed v. A_p is the
-sum (``pooling = "sum"``) or the mean over the two patches; ``divide_by_width`` puts 1/m in
-front. s = ``activation``: "relu", "relu_power" (max(z, 0)^q, q = ``relu_power``, Cao's
-relu^q), "leaky_relu" (slope ``leaky_slope``) or any registered activation. Optional bias.
+``width`` m filters, bank +1 and bank -1,
+``f(x) = sum_j j sum_r v_{j,r} A_p[s(<w_{j,r}, x_p> + b_{j,r})]``; ``"single"``: m filters,
+f(x) = sum_r v_r A_p[...] with signed v. A_p is the sum (``pooling = "sum"``) or the mean
+over the two patches; ``divide_by_width`` puts 1/m in front. s = ``activation``: "relu",
+"relu_power" (max(z, 0)^q, q = ``relu_power``, Cao's relu^q), "leaky_relu" (slope
+``leaky_slope``) or any registered activation. Optional bias.
 Hidden init: ``hidden_init = "gaussian"`` (w ~ N(0, sigma_0^2 I), sigma_0 =
 ``hidden_init_scale``, bias 0) or "pytorch" (weight and bias uniform in +-1/sqrt(d), PyTorch's
 default for a Conv1d with kernel d, as Kou's script). Output init (``output_init``):
@@ -59,9 +60,9 @@ Recorded per checkpoint: ``train_loss``, ``train_error`` (fraction with y_i f(x_
 ``test_error`` (against the noisy test label; its floor is p) and ``test_error_clean``;
 ``margin_min``, ``margin_mean`` (y_i f(x_i)); per bank j (the filters whose sign j v_f
 votes for class j): ``weight_norm`` |W_j| (Frobenius), ``output_norm`` |v_j|,
-``signal_learning`` max <w, j mu> (XOR: max |<w, a +- b>| of the class's vectors) and
+``signal_learning`` max ``<w, j mu>`` (XOR: max ``|<w, a +- b>|`` of the class's vectors) and
 ``signal_learning_mean``; ``noise_memorization`` max over i and the filters voting y_i of
-<w, xi_i>, ``noise_memorization_mean`` (mean over i of that max); the layer ratio
+``<w, xi_i>``, ``noise_memorization_mean`` (mean over i of that max); the layer ratio
 |w_f - w_f(0)| / |v_f| (``layer_ratio`` mean over filters, ``layer_ratio_min``,
 ``layer_ratio_max``) and ``balance`` (mean over filters of |w_f|^2 - v_f^2). Behind options:
 ``record_filters`` (``layer_ratio_filter``, ``balance_filter``, ``weight_norm_filter``,
@@ -123,6 +124,10 @@ def padded_dim(cfg) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class Config(Training):
+    """The configuration of one ``patch_cnn`` run: the engine's fields (``Training``, section
+    ``[train]``, with this family's defaults) plus the data, network and initialization fields
+    of section ``[base]``. The patch_cnn page lists every field with its kind and default."""
+
     family: str = static("patch_cnn", choices=("patch_cnn",), doc="experiment family")
     learning_rate: float = batched(0.1, section="train", positive=True, doc="step size eta")
     max_steps: int = static(1000, section="train", minimum=1, doc="number of GD steps")

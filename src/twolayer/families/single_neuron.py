@@ -7,9 +7,9 @@ minima (arXiv 2309.00508).
 
 Model. Input x in R^d (``input_dim``); with ``bias`` the augmented input is x^ = (x, 1) and
 the effective input dimension is D = d + 1 (D = d without bias). Student of ``width`` m:
-f(x) = sum_k a_k s(w_k . x + b_k), activation s (``activation``). Target f*(x) = sum_j
-a*_j s*(w*_j . x + b*_j) given by ``target_a``, ``target_w`` (default: all ones), ``target_b``
-and ``target_activation``; the default is the study's tanh(1.x + 1).
+f(x) = sum_k a_k s(w_k . x + b_k), activation s (``activation``). Target
+``f*(x) = sum_j a*_j s*(w*_j . x + b*_j)`` given by ``target_a``, ``target_w`` (default: all
+ones), ``target_b`` and ``target_activation``; the default is the study's tanh(1.x + 1).
 
 Data. ``sampling``: "fixed" (d = 1: n evenly spaced points on [-r, r], endpoints included),
 "gaussian" (x ~ N(0, I_d)) or "uniform" (x ~ U[-r, r]^d), r = ``input_range``; the test set
@@ -47,6 +47,10 @@ from . import Family
 
 @dataclass(frozen=True, kw_only=True)
 class Config(Training):
+    """The configuration of one ``single_neuron`` run: the engine's fields (``Training``,
+    section ``[train]``) plus the model, data and initialization fields of section
+    ``[base]``. The single_neuron page lists every field with its kind and default."""
+
     family: str = static("single_neuron", choices=("single_neuron",), doc="experiment family")
     # stable for the sum loss on the study's data (its eta = 0.5 needs the mean loss; see docs)
     learning_rate: float = batched(0.05, section="train", positive=True, doc="step size eta")

@@ -1,17 +1,17 @@
 """Figures from sweep Datasets: every function takes a Dataset and returns a matplotlib Figure.
 
 A sweep spec lists its figures as ``[[figure]]`` tables; ``kind`` picks the function, the
-other keys name the Dataset's dims (the same names as the config fields and the axes)::
+other keys name the Dataset's dims (the same names as the config fields and the axes):
 
     [[figure]]
-    kind = "error_vs"     # error_vs | dynamics | endpoints | neuron_sizes
+    kind = "error_vs"     # error_vs | dynamics | endpoints | neuron_sizes | heatmap | curves
     file = "fig4.png"     # written by draw_all into the figures folder
     x = "imbalance"       # the other keys depend on the kind (see each function)
     panel = "n_train"
     hue = "data_seed"
 
-:func:`figure` draws one spec, :func:`draw_all` every spec stored in a Dataset's ``sweep``
-attribute. Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state,
+``figure`` draws one spec, ``draw_all`` every spec stored in a Dataset's ``sweep``
+attribute. Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state,
 no display needed), so they work under any backend.
 """
 from __future__ import annotations

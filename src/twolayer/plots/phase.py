@@ -2,7 +2,7 @@
 
 ``heatmap``: a variable (default the final ``test_error``), averaged over the dims not
 drawn (e.g. ``seed``), over two swept dims ``x`` and ``y``; one panel per value of
-``panel``; theory curves from ``overlays``::
+``panel``; theory curves from ``overlays``:
 
     [[figure]]
     kind = "heatmap"
@@ -98,8 +98,19 @@ def _overlay(ax, ds, spec, overlay, where, xs, ys):
 
 
 def heatmap(ds, spec: dict):
-    """Final ``var`` (default ``test_error``) over dims ``x`` and ``y``, mean over the other
-    dims; one panel per value of ``panel``; ``overlays`` of theory.CONDITIONS."""
+    """Final ``var`` (default ``test_error``) over the swept dims ``x`` and ``y`` (both
+    required), averaged over the other dims (e.g. ``seed``; a ``bank`` dim is read at bank
+    +1); one panel per value of ``panel``. ``select = {dim = value}`` fixes dims first.
+
+    ``overlays`` is a list of ``{condition, constant}`` tables: each draws, in red, the curve
+    Q = C of ``theory.CONDITIONS[condition]`` (solid "kou", dashed "cao", dotted
+    "small_init"), Q computed by ``theory.benign_quantity`` from ``x`` and ``y`` and the
+    panel's other settings (``n_train``, ``input_dim``, ``noise_std``, ``relu_power``, the
+    signal as ``signal_norm`` or ``snr``: a panel value, else a value shared by every run,
+    else the family default). An overlay whose settings are not single-valued, or whose
+    curve lies outside the plotted range, is left out. Other keys: ``logx``, ``logy``
+    (default: when the values are log-spaced), ``vmin``, ``vmax``, ``cmap``, ``cols``,
+    ``legend`` (its location), ``title``."""
     var = spec.get("var", "test_error")
     xn, yn, pn = spec["x"], spec["y"], spec.get("panel")
     ds = ds.sel(spec.get("select", {}))
@@ -143,7 +154,13 @@ def heatmap(ds, spec: dict):
 
 
 def curves(ds, spec: dict):
-    """``vars`` against the step, one panel each; colour = ``hue``; mean over other dims."""
+    """``vars`` (default ``["train_loss", "test_error"]``) against the step on a log axis, one
+    panel each; one colour per value of ``hue``, the mean over the other dims drawn with a
+    band from the smallest to the largest run. Without ``hue``, a variable whose other dims
+    are all at most 64 long (a single run's per-sample or per-filter entries) is drawn as
+    one thin line per entry. ``select = {dim = value}`` fixes dims first; ``logy`` (default:
+    every variable) lists the variables drawn on a log y axis (when positive); ``cols``,
+    ``cmap``, ``title``."""
     names = spec.get("vars", ["train_loss", "test_error"])
     hue = spec.get("hue")
     ds = ds.sel(spec.get("select", {}))
