@@ -1,7 +1,7 @@
 """Recording a new quantity without editing the package: a family derived from
 ``single_neuron`` whose ``observe`` adds one variable, registered under its own name.
 
-    python examples/add_observable.py                 # about half a minute on 2 cores
+    python examples/add_observable.py                 # about 10 s on 2 cores
     python examples/add_observable.py --small         # a few seconds (what the tests run)
     python examples/add_observable.py --out runs/cos  # elsewhere (default runs/add-observable)
 
