@@ -51,10 +51,8 @@ def register(family: Family) -> Family:
     ``run``, ``load``, the figures), in this process.
 
     A user family is usually a built-in one with some functions replaced, e.g. an ``observe``
-    that records one more quantity (see ``examples/add_observable.py``)::
-
-        FAMILY = single_neuron.FAMILY._replace(name="mine", Config=Config, observe=observe)
-
+    that records one more quantity (see ``examples/add_observable.py``):
+    ``single_neuron.FAMILY._replace(name="mine", Config=Config, observe=observe)``.
     Its ``Config`` must accept the new name in its ``family`` field (derive the built-in's
     Config and redeclare ``family``). A built-in name is refused; registering a name again
     replaces the earlier family, and the engine's compiled programs (cached by family name)
