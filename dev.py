@@ -4,6 +4,8 @@
     python3 dev.py demo    # create .venv, install twolayer, reproduce a small preset, draw it
     python3 dev.py test    # create .venv, install twolayer with test extras, run the tests
     python3 dev.py bench   # install the benchmark extras (CPU PyTorch) and run the benchmarks
+    python3 dev.py docs    # build the documentation site into site/ (``docs serve`` to browse)
+    python3 dev.py gallery # run every preset at full scale and rewrite docs/gallery.md (~40 min)
 
 Extra arguments after ``test`` go to pytest (``python3 dev.py test -m slow``)."""
 import hashlib
@@ -38,11 +40,15 @@ def ensure(extras: str) -> None:
     stamp.write_text(digest)
 
 
+# what `demo` runs (tests/test_doc_commands.py runs it too, at tiny scale)
+DEMO = ["reproduce", "fig4", "--scale", "quick", "--out", "runs/fig4-quick"]
+
+
 def main(argv):
     task, rest = (argv[0], argv[1:]) if argv else ("demo", [])
     if task == "demo":
         ensure("")
-        sh(BIN / "twolayer", "reproduce", "fig4", "--scale", "quick", "--out", "runs/fig4-quick", *rest)
+        sh(BIN / "twolayer", *DEMO, *rest)
     elif task == "test":
         ensure("test")
         sh(BIN / "python", "-m", "pytest", "-q", *rest)
@@ -50,8 +56,14 @@ def main(argv):
         ensure("test,bench")
         for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
             sh(BIN / "python", script, *rest)
+    elif task == "docs":
+        ensure("docs")
+        sh(BIN / "mkdocs", *(rest or ["build", "--strict"]))
+    elif task == "gallery":
+        ensure("")
+        sh(BIN / "python", ROOT / "scripts" / "gallery.py", *rest)
     else:
-        sys.exit(f"unknown task '{task}'; allowed: demo, test, bench")
+        sys.exit(f"unknown task '{task}'; allowed: demo, test, bench, docs, gallery")
 
 
 if __name__ == "__main__":

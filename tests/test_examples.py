@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -221,6 +222,13 @@ def test_register_family_rules(forget_families):
                                           r"single_neuron, sn_extra_test$"):
         twolayer.sweep({"family": "nope", "axes": {"seed": [0]}})
     assert families.local_only("sn_extra_test") and not families.local_only("single_neuron")
+    # worker processes cannot see it: a worker executor is refused before anything is written
+    out = Path(tempfile.mkdtemp()) / "sweep"
+    with pytest.raises(ConfigError, match="registered in this process only"):
+        twolayer.sweep({"family": "sn_extra_test", "base": {"n_train": 3},
+                        "train": {"max_steps": 5}, "axes": {"seed": [0]}}, out=out,
+                       executor="processes:2")
+    assert not out.exists()
     # registering the name again replaces the family: no stale compiled program is used
     tiny = dict(family="sn_extra_test", max_steps=5, n_checkpoints=2, n_train=3)
     assert (twolayer.run(**tiny).extra.values == 1.0).all()

@@ -360,14 +360,19 @@ def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
 
 
 def _check_portable(todo: list[Shard]) -> None:
-    """Worker processes import the configs' activations by name: refuse names that only
-    exist in this process."""
+    """Worker processes import the configs' activations and families by name: refuse names
+    that only exist in this process."""
+    from . import families
     from .activations import local_only
 
     for shard in todo:
         for cfg in shard.configs:
+            if families.local_only(cfg.family):
+                raise ConfigError(f"family '{cfg.family}' was registered in this process only "
+                                  f"and the executor's workers cannot see it; run it with the "
+                                  f"local executor")
             for name, value in to_dict(cfg).items():
-                if local_only(value):
+                if name != "family" and local_only(value):
                     raise ConfigError(f"{name} '{value}' was registered in this process only "
                                       f"and the executor's workers cannot see it; name it as "
                                       f"'module:function'")

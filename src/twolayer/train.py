@@ -338,7 +338,13 @@ def _to_dataset(family, cfg0, steps, obs, info, fin, final_state, bp_all) -> xr.
     ds["diverged"] = ("run", final_state["diverged"].astype(bool))
     ds["converged"] = ("run", (obs["train_loss"][:, -1] < bp_all["loss_tol"]) & ~ds["diverged"].values)
     for k in ds.data_vars:
-        if k in family.describe:
-            ds[k].attrs["long_name"] = family.describe[k]
-    ds["converged"].attrs["long_name"] = "training loss reached loss_tol"
+        label = family.describe.get(k) or ENGINE_DESCRIBE.get(k)
+        if label:
+            ds[k].attrs["long_name"] = label
     return ds
+
+
+# the variables every family's runs get from the engine (a family's DESCRIBE may rename them)
+ENGINE_DESCRIBE = {"stop_step": "updates done when the run stopped",
+                   "diverged": "the loss became NaN or infinite",
+                   "converged": "training loss reached loss_tol"}
