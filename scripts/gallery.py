@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -82,16 +83,29 @@ def run_preset(preset: str, scale: str, out: Path) -> dict:
         start = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "twolayer.cli", *cmd[1:]], env=env,
                                  cwd=ROOT)
+        samples, stop = [], threading.Event()
+        sampler = threading.Thread(target=_sample_load, args=(samples, stop), daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
+        stop.set()
+        sampler.join()
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"gallery: '{' '.join(cmd)}' failed with exit code {child.returncode}")
     return {"command": " ".join(cmd), "wall_s": round(wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "max_rss_mb": round(usage.ru_maxrss / 1024), "load_before": round(load, 2),
+            "load_mean": round(sum(samples) / len(samples), 2) if samples else None,
             "resumed": resumed, "machine": machine(), "git_commit": git_commit(),
             "date": datetime.date.today().isoformat(), "compile_cache": "empty"}
+
+
+def _sample_load(samples: list, stop: threading.Event, every: float = 5.0) -> None:
+    """The 1-minute load average every few seconds while a preset runs: a mean well above
+    the core count means something else shared the machine and the wall time is inflated."""
+    while not stop.wait(every):
+        samples.append(os.getloadavg()[0])
 
 
 def complete(out: Path) -> bool:
@@ -121,8 +135,17 @@ def _fmt_time(s: float) -> str:
     return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
-def render(names: list[str], scale: str, timings: dict, docs: Path, runs: Path) -> Path:
-    """Write the gallery page from the results in ``runs``, the timings and the notes."""
+def _load_text(t: dict) -> str:
+    if t.get("load_mean") is not None:
+        return f"load average {t['load_mean']} during the run ({t['load_before']} before)"
+    return f"load average {t['load_before']} at the start"
+
+
+def render(scale: str, timings: dict, docs: Path, runs: Path) -> Path:
+    """Write the gallery page from the results in ``runs``, the timings and the notes: every
+    preset with a timing at this scale, whichever run measured it."""
+    names = [n for n in presets.names() if n in timings]
+    missing_presets = [n for n in presets.names() if n not in timings]
     suffix = "" if scale == "full" else f"-{scale}"
     fig_dir = docs / "gallery" / f"figures{suffix}"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +184,7 @@ def render(names: list[str], scale: str, timings: dict, docs: Path, runs: Path) 
             "```bash", t["command"], "```", "",
             f"{f['runs']:,} runs, up to {f['steps']:,} steps{flags}. Wall time {time_text}, "
             f"CPU time {_fmt_time(t['cpu_s'])}, peak memory {t['max_rss_mb']:,} MB, empty "
-            f"compilation cache; {t['machine']}; load {t['load_before']} at the start; "
+            f"compilation cache; {t['machine']}; {_load_text(t)}; "
             f"{t['date']}, commit {t['git_commit']}.", ""]))
     page = docs / f"gallery{suffix}.md"
     machines = sorted({timings[n]["machine"] for n in names})
@@ -179,6 +202,8 @@ def render(names: list[str], scale: str, timings: dict, docs: Path, runs: Path) 
         "|---|---|---|---|---|---|---|", *rows, "",
         "To redraw one figure from its result without training: `twolayer plot "
         "runs/gallery/PRESET-full`. To remeasure everything: `python3 dev.py gallery`.", "",
+        *([f"Not run at this scale yet: {', '.join(missing_presets)}.", ""]
+          if missing_presets else []),
         *sections]))
     return page
 
@@ -216,7 +241,7 @@ def main(argv=None) -> int:
             timings_path.parent.mkdir(parents=True, exist_ok=True)
             timings_path.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
             print(f"[{i + 1}/{len(names)}] {name}: {_fmt_time(timings[name]['wall_s'])}", flush=True)
-    page = render(names, args.scale, timings, docs, runs)
+    page = render(args.scale, timings, docs, runs)
     print(f"gallery: {page}")
     return 0
 
