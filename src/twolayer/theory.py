@@ -194,10 +194,6 @@ def sharpness(family, cfg, params, data) -> float:
     return float(np.linalg.eigvalsh(np.asarray(hess))[-1])
 
 
-__all__ = [n for n in dir() if not n.startswith("_")
-           and n not in ("annotations", "functools", "np")]
-
-
 # ---------------------------------------------------------------- benign overfitting (patch CNN)
 # Conditions "benign iff Q >~ C" of the patch-CNN studies, each as the quantity Q of the
 # settings; a phase diagram draws the curve Q = C (C a user constant: the papers fix
@@ -255,3 +251,8 @@ def benign_quantity(condition: str, *, n_train, input_dim, noise_std=1.0, signal
     if condition == "cao":
         return cao_quantity(n_train, snr, relu_power)
     return small_init_quantity(n_train, snr)
+
+
+# every public name, the patch-CNN conditions included (computed at the end of the module)
+__all__ = [n for n in dir() if not n.startswith("_")
+           and n not in ("annotations", "functools", "np")]

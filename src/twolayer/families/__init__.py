@@ -24,6 +24,8 @@ from ..config import ConfigError
 
 
 class Family(NamedTuple):
+    """A family's functions and tables; the module docstring describes each field."""
+
     name: str
     Config: type
     setup: Callable
@@ -99,6 +101,8 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Family:
+    """The family called ``name``: a built-in one, else one added by ``register``;
+    ``ConfigError`` listing every name for an unknown one."""
     builtins = _builtins()
     if name in builtins:
         return builtins[name]
