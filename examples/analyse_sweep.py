@@ -30,7 +30,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from matplotlib.figure import Figure
 
 import twolayer
