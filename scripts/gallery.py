@@ -47,29 +47,15 @@ NOTE_HEADINGS = ("**The paper**", "**We observe**", "**Where we differ**")
 
 
 def machine() -> str:
-    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} (no GPU)" \
-        if not _has_gpu() else f"{cpu_model()}, {os.cpu_count()} cores, GPU"
-
-
-def _has_gpu() -> bool:
     import jax
 
-    return any(d.platform != "cpu" for d in jax.devices())
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
+    gpu = "GPU" if any(d.platform != "cpu" for d in jax.devices()) else "no GPU"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} ({gpu})"
 
 
 def command(preset: str, scale: str, out: Path) -> list[str]:
-    try:  # as a user in the repository root would type it
-        out = Path(os.path.relpath(out.resolve(), ROOT)) if out.resolve().is_relative_to(ROOT) else out
-    except ValueError:
-        pass
+    if out.resolve().is_relative_to(ROOT):  # as a user in the repository root would type it
+        out = out.resolve().relative_to(ROOT)
     return ["twolayer", "reproduce", preset, "--scale", scale, "--out", out.as_posix()]
 
 
@@ -90,14 +76,16 @@ def run_preset(preset: str, scale: str, out: Path) -> dict:
         wall = time.perf_counter() - start
         stop.set()
         sampler.join()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"gallery: '{' '.join(cmd)}' failed with exit code {child.returncode}")
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(f"gallery: '{' '.join(cmd)}' failed with exit code {code}")
+    # the commit the run recorded in its own provenance (with "-dirty" for local changes)
+    commit = store.info(out)["provenance"]["git_commit"]
     return {"command": " ".join(cmd), "wall_s": round(wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "max_rss_mb": round(usage.ru_maxrss / 1024), "load_before": round(load, 2),
             "load_mean": round(sum(samples) / len(samples), 2) if samples else None,
-            "resumed": resumed, "machine": machine(), "git_commit": git_commit(),
+            "resumed": resumed, "machine": machine(), "git_commit": commit,
             "date": datetime.date.today().isoformat(), "compile_cache": "empty"}
 
 
@@ -108,18 +96,20 @@ def _sample_load(samples: list, stop: threading.Event, every: float = 5.0) -> No
         samples.append(os.getloadavg()[0])
 
 
-def complete(out: Path) -> bool:
+def finished(out: Path) -> dict | None:
+    """``store.info`` of a sweep folder whose result is complete, else None."""
     try:
         info = store.info(out)
     except twolayer.ConfigError:
-        return False
-    return info["result"] is not None and info["shards_done"] == info["shards_total"]
+        return None
+    done = info["result"] is not None and info["shards_done"] == info["shards_total"]
+    return info if done else None
 
 
-def facts(out: Path) -> dict:
+def facts(out: Path, info: dict) -> dict:
     """What the page states about a result, computed from it."""
     ds = store.load(out)
-    f = {"runs": store.info(out)["runs_total"], "steps": int(ds.step.max()),
+    f = {"runs": info["runs_total"], "steps": int(ds.step.max()),
          "family": ds.attrs.get("family", "?"),
          "description": " ".join(ds.attrs.get("description", "").split())}
     for flag in ("recovered", "converged", "diverged"):
@@ -152,8 +142,8 @@ def render(scale: str, timings: dict, docs: Path, runs: Path) -> Path:
     rows, sections = [], []
     for name in names:
         out = runs / f"{name}-{scale}"
-        t = timings.get(name)
-        if t is None or not complete(out):
+        t, info = timings.get(name), finished(out)
+        if t is None or info is None:
             raise SystemExit(f"gallery: no complete result and timing for {name} at scale "
                              f"{scale}; run it first (without --render-only)")
         note_path = docs / "gallery" / "notes" / f"{name}.md"
@@ -163,7 +153,7 @@ def render(scale: str, timings: dict, docs: Path, runs: Path) -> Path:
         missing = [h for h in NOTE_HEADINGS if h not in note]
         if missing:
             raise SystemExit(f"gallery: {note_path} lacks {', '.join(missing)}")
-        f = facts(out)
+        f = facts(out, info)
         figures = []
         for png in sorted((out / "figures").glob("*.png")):
             target = fig_dir / f"{name}--{png.name}"
@@ -232,7 +222,7 @@ def main(argv=None) -> int:
     if not args.render_only:
         for i, name in enumerate(names):
             out = runs / f"{name}-{args.scale}"
-            if name in timings and complete(out):
+            if name in timings and finished(out):
                 print(f"[{i + 1}/{len(names)}] {name}: done before ({_fmt_time(timings[name]['wall_s'])})",
                       flush=True)
                 continue

@@ -15,6 +15,7 @@ record switched on), and a variable without a description fails the build.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 
@@ -91,20 +92,15 @@ def variables(family: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def preset_table() -> str:
-    import tomllib
-
     from twolayer import presets, sweeps
 
     rows = []
     for name in presets.names():
-        raw = tomllib.loads(presets.path(name).read_text())
         spec = sweeps.load_spec(name, scale="full")
-        runs = 1
-        for axis in spec.axes:
-            runs *= len(axis.values)
-        first = " ".join(raw.get("description", "").split()).split(". ")[0].rstrip(".")
-        rows.append((f"[`{name}`](gallery.md#{name})", f"`{raw.get('family', 'single_neuron')}`",
-                     f"{runs:,}", first + "."))
+        runs = math.prod(len(axis.values) for axis in spec.axes)
+        first = " ".join(spec.description.split()).split(". ")[0].rstrip(".")
+        rows.append((f"[`{name}`](gallery.md#{name})", f"`{spec.family}`", f"{runs:,}",
+                     first + "."))
     return _table(("preset", "family", "runs at full scale", "what it shows"), rows)
 
 

@@ -4,8 +4,8 @@ Rules, the same for both pages:
 - a code block with a title (```toml title="my_sweep.toml") is a file: it is written first;
 - every line of a ```bash block is a command, run as written, in page order; every
   ```python block is a script; ``twolayer ...`` lines go through ``twolayer.cli.main`` in
-  this process (what the ``twolayer`` entry point calls; tests/test_cli.py runs the entry
-  point itself), which saves a JAX start-up per line, and python blocks run in this process
+  this process (what the ``twolayer`` entry point calls; tests/test_cli.py runs the CLI
+  as a subprocess), which saves a JAX start-up per line, and python blocks run in this process
   too; other lines run in bash;
 - scales are made small: ``--scale quick|full`` and ``scale="quick"|"full"`` become tiny;
 - the lines of SPECIAL are the set-up commands of dev.py: ``demo`` runs dev.DEMO (the
