@@ -33,7 +33,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 import twolayer
-from twolayer import analysis, plots, theory
+from twolayer import analysis, plots
 
 
 def regime(n: int, sizes: dict) -> str:
@@ -69,11 +69,9 @@ def main(argv=None) -> int:
     print(f"{ds.attrs['title']} ({ds.attrs['family']}, created {ds.attrs['created']}, "
           f"git {ds.attrs['git_commit'][:10]}): {dict(ds.sizes)}")
 
-    # the theory's thresholds for the sweep's settings: analysis.setting reads a config
-    # value from the Dataset (a swept coordinate, else the stored spec, else the default)
-    setting = lambda name: analysis.setting(ds, name)  # noqa: E731
-    sizes = theory.sample_sizes(int(setting("input_dim")), bool(setting("bias")),
-                                int(setting("width")), target_width=len(setting("target_a")))
+    # the theory's thresholds (theory.sample_sizes) for the sweep's own settings (input_dim,
+    # bias, width, target), read from the Dataset: the figures use the same helper
+    sizes = plots.sample_sizes_of(ds)
     print("thresholds: " + ", ".join(f"{k} n = {v}" for k, v in sizes.items()))
 
     seeds = [d for d in ds.recovered.dims if d not in ("n_train", "imbalance")]
