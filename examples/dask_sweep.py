@@ -14,7 +14,8 @@ What it shows:
   ``Client``; ``twolayer.sweep(spec, out, executor=client)`` submits one task per shard. A
   client passed in is used, not closed: further sweeps reuse its warm workers;
 - ``twolayer.executors.worker_env(k)``: the environment that gives each worker ``k`` JAX
-  host devices (here the machine's cores split between the workers) and no progress bar;
+  host devices (here ``devices_per_worker(N)``: the cores split between the workers, as
+  ``dask-local:N`` does) and no progress bar;
 - the string form ``executor="dask-local:N"`` starts and closes such a cluster for one
   sweep; ``"processes:N"`` uses a plain process pool; ``"dask://HOST:PORT"`` an existing
   scheduler (``dask scheduler`` and ``dask worker`` started by hand, or a cluster manager);
@@ -31,12 +32,11 @@ A family or activation registered in this process only (``twolayer.register_fami
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import twolayer
 from twolayer import analysis, sweeps
-from twolayer.executors import worker_env
+from twolayer.executors import devices_per_worker, worker_env
 
 
 def make_spec(small: bool = False) -> dict:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
 
         from distributed import Client, LocalCluster
 
-        devices = max(1, min(os.cpu_count() or 1, 8) // args.workers)
+        devices = devices_per_worker(args.workers)  # what dask-local:N gives each worker
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           dashboard_address=None, env=worker_env(devices),
                           silence_logs=logging.ERROR) as cluster, Client(cluster) as client:

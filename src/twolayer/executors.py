@@ -53,7 +53,9 @@ def worker_env(devices: int) -> dict[str, str]:
             "TWOLAYER_PROGRESS": "0"}
 
 
-def _devices_per_worker(n_workers: int) -> int:
+def devices_per_worker(n_workers: int) -> int:
+    """JAX host devices for each of ``n_workers`` worker processes on this machine: the
+    cores (at most 8) shared out, at least one."""
     return max(1, min(os.cpu_count() or 1, 8) // n_workers)
 
 
@@ -117,7 +119,7 @@ def _processes(n: int) -> Executor:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    env = worker_env(_devices_per_worker(n))
+    env = worker_env(devices_per_worker(n))
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
     live = []  # the pool, kept between sweeps (its workers keep their compiled programs)
 
@@ -198,7 +200,7 @@ def _dask_local(n: int) -> Executor:
 
     cluster = distributed.LocalCluster(
         n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-        env=worker_env(_devices_per_worker(n)), silence_logs=logging.ERROR)
+        env=worker_env(devices_per_worker(n)), silence_logs=logging.ERROR)
     return _dask(distributed.Client(cluster), cluster)
 
 
