@@ -15,18 +15,31 @@ import xarray as xr
 
 from . import theory
 
-BRANCHES = ("Q1", "Q2", "none")
+BRANCHES = ("Q1", "Q2", "none", "converging")
+OUTCOMES = ("recovered", "not recovered", "unresolved", "diverged")
+TREND_FLAT = 0.01  # |d log10(test error) / d log10(t)| below this: the test error has stalled
+
+
+CHECKPOINT_DIMS = ("step", "time")  # gradient descent and Adam: step; gradient flow: time
+
+
+def checkpoint_dim(da) -> str | None:
+    """The checkpoint dim of a result: ``step`` (gradient descent, Adam) or ``time``
+    (gradient flow); None for variables recorded once per run."""
+    return next((d for d in CHECKPOINT_DIMS if d in da.dims), None)
 
 
 def final(da):
-    """Value at each run's last recorded checkpoint: ``da.ffill("step").isel(step=-1)``.
+    """Value at each run's last recorded checkpoint: ``da.ffill(dim).isel({dim: -1})`` along
+    the checkpoint dim (``step``, or ``time`` for gradient flow).
 
-    Forward filling along ``step`` first makes this right for merged groups whose step grids
-    differ (NaN where a group has no checkpoint). Variables without a ``step`` dim are
-    returned unchanged. Works on a DataArray or a Dataset."""
-    if "step" not in da.dims:
+    Forward filling first makes this right for merged groups whose checkpoint grids differ
+    (NaN where a group has no checkpoint). Variables without a checkpoint dim are returned
+    unchanged. Works on a DataArray or a Dataset."""
+    dim = checkpoint_dim(da)
+    if dim is None:
         return da
-    return da.ffill("step").isel(step=-1)
+    return da.ffill(dim).isel({dim: -1})
 
 
 def c_ratio(ds) -> xr.DataArray:
@@ -96,10 +109,12 @@ def _classify(a, w, b, ta, tw, tb, a_tol, match_tol, sign_flip):
 
 def branch(ds: xr.Dataset, *, a_tol: float = 1e-3, match_tol: float = 1e-2,
            target_a: float = 1.0, target_w=(1.0,), target_b: float = 1.0,
-           sign_flip: bool = True) -> xr.DataArray:
+           sign_flip: bool = True, at: str = "final") -> xr.DataArray:
     """Branch of global minima reached by each width-2 run, from its FINAL parameters ``a``,
-    ``w``, ``b`` (recorded when width <= 8), against the single-neuron target
-    (``target_a``, ``target_w``, ``target_b``; default the study's tanh(x + 1)).
+    ``w``, ``b`` (recorded when width <= 8), or with ``at = "polished"`` from the polished
+    end point (``polished_a``, ...: the limit reached by ``polish``), against the
+    single-neuron target (``target_a``, ``target_w``, ``target_b``; default the study's
+    tanh(x + 1)).
 
     - "Q2": one output weight is below ``a_tol`` in absolute value and the other neuron equals
       the target: ``|a_k - a*|``, ``|w_k - w*|`` (each entry) and ``|b_k - b*|`` all
@@ -107,16 +122,24 @@ def branch(ds: xr.Dataset, *, a_tol: float = 1e-3, match_tol: float = 1e-2,
     - "Q1": both output weights are >= ``a_tol`` in absolute value, both neurons'
       (w_k, b_k) equal ``(w*, b*)`` within ``match_tol`` (each entry), and their output
       weights sum to ``a*`` within ``match_tol``.
-    - "none": anything else (not converged, another minimum, NaN).
+    - "converging": the run stopped at its budget with the loss still above ``loss_tol``
+      (variable ``converged`` false, not diverged): where it ends is not known yet. Not
+      used with ``at = "polished"`` (the polish reaches a minimum).
+    - "none": anything else (another minimum, NaN).
 
     With ``sign_flip`` (right for odd activations such as tanh) a neuron may match the target
     as (-a, -w, -b), which is the same function; its output weight then counts as -a in the
     sum. Tolerances are absolute. Without a ``b`` variable (no bias) the bias is taken as 0.
     Returns a string DataArray over every dim but ``step``, ``neuron``, ``input``."""
-    a = final(ds["a"])
+    if at not in ("final", "polished"):
+        raise ValueError(f"at must be 'final' or 'polished', got {at!r}")
+    pre = "polished_" if at == "polished" else ""
+    if pre and f"{pre}a" not in ds:
+        raise ValueError("no polished end points: train with polish = true")
+    a = final(ds[f"{pre}a"])
     _check_width2(a)
-    w = final(ds["w"])
-    b = final(ds["b"]) if "b" in ds else xr.zeros_like(a)
+    w = final(ds[f"{pre}w"])
+    b = final(ds[f"{pre}b"]) if f"{pre}b" in ds else xr.zeros_like(a)
     a = a.transpose(..., "neuron")
     template = a.isel(neuron=0, drop=True)
     lead = template.dims
@@ -131,8 +154,15 @@ def branch(ds: xr.Dataset, *, a_tol: float = 1e-3, match_tol: float = 1e-2,
                        np.asarray(w.values, float).reshape(n, 2, d),
                        np.asarray(b.values, float).reshape(n, 2),
                        float(target_a), tw, tb, a_tol, match_tol, sign_flip)
-    out = xr.DataArray(labels.reshape(shape), dims=lead, coords=template.coords, name="branch")
-    out.attrs.update(long_name="branch of global minima", a_tol=a_tol, match_tol=match_tol)
+    out = xr.DataArray(labels.reshape(shape).astype("<U10"), dims=lead, coords=template.coords,
+                       name="branch")
+    if not pre and "converged" in ds:
+        moving = ~ds["converged"].astype(bool)
+        if "diverged" in ds:
+            moving = moving & ~ds["diverged"].astype(bool)
+        out = out.where(~moving.broadcast_like(out), "converging")
+    out.attrs.update(long_name="branch of global minima", a_tol=a_tol, match_tol=match_tol,
+                     at=at)
     return out
 
 
@@ -204,12 +234,9 @@ def time_shift_of(ds, optimizer: str = "gd", *, init_scale=None, learning_rate=N
     loss = _setting(ds, "loss", loss, default="sum")
     if slope is None:
         slope = activations.slope_at_zero(_setting(ds, "activation", None, default="tanh"))
-    g = ds["g_norm"]
-    lam = g * slope
-    if loss == "mean":
-        lam = lam / _setting(ds, "n_train", n_train)
-    elif loss != "sum":
-        raise ValueError(f"loss must be 'sum' or 'mean', got {loss!r}")
+    n = _setting(ds, "n_train", n_train) if loss in ("mean", "mse") else 1
+    n = n if isinstance(n, xr.DataArray) else xr.DataArray(float(n))
+    lam = xr.apply_ufunc(lambda g, n: theory.growth_rate(g, slope, n, loss), ds["g_norm"], n)
     alpha, eta, lam = (v if isinstance(v, xr.DataArray) else xr.DataArray(float(v))
                        for v in (alpha, eta, lam))
     shift = xr.apply_ufunc(theory.time_shift, alpha, eta, lam, kwargs={"optimizer": optimizer})
@@ -224,7 +251,8 @@ def time_shifted_step(ds, optimizer: str = "gd", *, init_scale=None, learning_ra
     with the same imbalance ratio overlap.
 
     The shift is log(1/alpha) / log(1 + eta lambda) for "gd" (log(1/alpha) / (eta lambda) for
-    "flow"), lambda = ``slope`` * |g| (s'(0) |g|; divided by n for ``loss = "mean"``), with
+    "flow"), lambda = ``slope`` * |g| (s'(0) |g|; divided by n for ``loss = "mean"``, times
+    2 / n for ``"mse"``), with
     |g| from ``g_norm``. ``init_scale`` and ``learning_rate`` (and ``n_train`` for the mean
     loss) are taken, unless given explicitly (a scalar or a DataArray), from a coordinate or
     variable of ``ds`` (a swept dim), else from a scalar attribute or the stored sweep spec.
@@ -237,6 +265,50 @@ def time_shifted_step(ds, optimizer: str = "gd", *, init_scale=None, learning_ra
     out.name = "shifted_step"
     out.attrs["long_name"] = "step - log(1/alpha)-shift"
     return out
+
+
+def time_shifted(ds, **settings) -> xr.DataArray:
+    """The checkpoint axis minus each run's small-initialization shift, by the rule of the
+    optimizer the runs used: ``time_shifted_step`` for gradient descent (in steps); for
+    gradient flow (checkpoint dim ``time``) ``time - log(1/alpha) / lambda``, in flow time.
+    ``settings`` as for ``time_shifted_step``."""
+    if checkpoint_dim(ds["train_loss"]) != "time":
+        return time_shifted_step(ds, "gd", **settings)
+    shift = time_shift_of(ds, "flow", **{**settings, "learning_rate": 1.0})
+    out = ds["time"] - shift
+    out.name = "shifted_time"
+    out.attrs["long_name"] = "time - log(1/alpha)/lambda"
+    return out
+
+
+# ---------------------------------------------------------------- outcome at the limit
+def outcome(ds, recovered: str = "recovered", flat: float = TREND_FLAT) -> xr.DataArray:
+    """Each run's outcome, read as a statement about where training ENDS: "recovered"
+    (``recovered`` true at the end), "diverged", "not recovered" (the run reached
+    ``loss_tol``, or its test error has stalled: ``trend`` above -``flat``, so its limit is
+    where it sits) and "unresolved" (stopped by a budget while its test error was still
+    falling: where it ends is not known). ``recovered`` may name another boolean variable,
+    e.g. ``polished_recovered``; for those the polish reached a minimum, so nothing is
+    unresolved. Results without ``trend`` count every unconverged run as unresolved."""
+    rec = final(ds[recovered]).astype(bool)
+    out = xr.full_like(rec, "not recovered", dtype="<U13")
+    if not recovered.startswith("polished_") and "converged" in ds:
+        moving = ~ds["converged"].astype(bool)
+        if "trend" in ds:
+            moving = moving & ~(ds["trend"] >= -flat)
+        out = out.where(~moving, "unresolved")
+    out = out.where(~rec, "recovered")
+    if "diverged" in ds:
+        out = out.where(~ds["diverged"].astype(bool), "diverged")
+    out.name = "outcome"
+    out.attrs["long_name"] = "outcome at the limit"
+    return out
+
+
+def outcome_counts(ds, dim, **kw) -> xr.Dataset:
+    """How many runs of each OUTCOME along ``dim`` (a name or list), as a Dataset of counts."""
+    o = outcome(ds, **kw)
+    return xr.Dataset({name.replace(" ", "_"): (o == name).sum(dim) for name in OUTCOMES})
 
 
 # ---------------------------------------------------------------- recovery
@@ -254,5 +326,6 @@ def recovery_rate(ds, dim) -> xr.DataArray:
     return out
 
 
-__all__ = ["BRANCHES", "sweep_spec", "setting", "final", "c_ratio", "imbalance_of", "branch", "time_shift_of",
-           "time_shifted_step", "recovery_rate"]
+__all__ = ["BRANCHES", "OUTCOMES", "CHECKPOINT_DIMS", "checkpoint_dim", "sweep_spec", "setting",
+           "final", "c_ratio", "imbalance_of", "branch", "time_shift_of", "time_shifted_step",
+           "time_shifted", "recovery_rate", "outcome", "outcome_counts"]

@@ -19,8 +19,11 @@ def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Datas
     dims ``step`` and the family's own, the settings and provenance in its attributes."""
     from .train import train_group
 
+    from .train import check_group
+
     fam = get_family(family)
     cfg = make_config(fam.Config, {"family": family, **settings})
+    check_group(fam, cfg)
     ds = train_group(fam, [cfg], progress=progress, desc="run").isel(run=0)
     spec = _sweep.load_spec({"name": "run", "family": family,
                              **_split_sections(fam, settings)})

@@ -24,46 +24,83 @@ class ConfigError(ValueError):
     """A setting is unknown, of the wrong type, or impossible. The message is one line."""
 
 
-def static(default, *, section="base", choices=None, minimum=None, bucket=None, doc=""):
+def static(default, *, section="base", choices=None, minimum=None, positive=False, bucket=None,
+           doc="", applies=None):
     """A field that fixes the compiled program (a ``dataclasses.field``): runs with different
     values are trained in different batched calls.
 
     ``section`` is the sweep file's table the key belongs to (``"base"`` or ``"train"``);
-    ``choices`` (a tuple) and ``minimum`` are checked by ``make_config``; ``doc`` is the
+    ``choices`` (a tuple), ``minimum`` and ``positive`` (> 0) are checked by ``make_config``; ``doc`` is the
     one-line meaning shown in the options tables. ``bucket(cfg)``, if given, is the value the
     program is built for (e.g. an array size rounded up): runs with equal buckets share one
-    program and each run receives its own value as a per-run array as well."""
+    program and each run receives its own value as a per-run array as well. ``applies =
+    (field, values)``: the field means something only when ``field`` takes one of ``values``
+    (e.g. ``("optimizer", ("flow",))``); ``make_config`` refuses it when given otherwise."""
     return field(default=default, metadata=dict(kind=STATIC, section=section, choices=choices,
-                                                minimum=minimum, bucket=bucket, doc=doc))
+                                                minimum=minimum, positive=positive,
+                                                bucket=bucket, doc=doc, applies=applies))
 
 
-def batched(default, *, section="base", minimum=None, positive=False, doc=""):
+def batched(default, *, section="base", minimum=None, maximum=None, positive=False, doc="",
+            applies=None):
     """A field with a value per run inside one compiled call (a ``dataclasses.field``): runs
     that differ only in batched fields share one program. Its numbers reach the family as
-    per-run arrays (``bp[name]``), never through the static config. ``minimum`` and
-    ``positive`` (> 0) are checked by ``make_config``; ``section`` and ``doc`` as for
-    ``static``. A value of None means unset: the run's array holds 0 in its place
+    per-run arrays (``bp[name]``), never through the static config. ``minimum``,
+    ``maximum`` and ``positive`` (> 0) are checked by ``make_config``; ``section``, ``doc``
+    and ``applies`` as for ``static``. A value of None means unset: the run's array holds 0 in its place
     (``data_seed``: the run's ``seed``), and the static config keeps None, so a family can
     test ``cfg.name is None`` (runs with and without the field set compile separately)."""
     return field(default=default, metadata=dict(kind=BATCHED, section=section, choices=None,
-                                                minimum=minimum, positive=positive, doc=doc))
+                                                minimum=minimum, maximum=maximum,
+                                                positive=positive, doc=doc, applies=applies))
+
+
+ADAM, FLOW = ("optimizer", ("adam",)), ("optimizer", ("flow",))
+FLOW_SOLVERS = ("kvaerno5", "kvaerno4", "kvaerno3", "implicit_euler", "tsit5", "dopri5", "dopri8")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Training:
     """Fields read by the shared engine (section ``[train]`` of a sweep file)."""
 
-    optimizer: str = static("gd", section="train", choices=("gd", "adam"),
-                            doc="full-batch gradient descent or Adam")
-    learning_rate: float = batched(0.5, section="train", positive=True, doc="step size eta")
-    adam_b1: float = batched(0.9, section="train", minimum=0.0, doc="Adam beta1")
-    adam_b2: float = batched(0.999, section="train", minimum=0.0, doc="Adam beta2")
-    adam_eps: float = batched(1e-8, section="train", positive=True, doc="Adam epsilon")
-    max_steps: int = static(100_000, section="train", minimum=1, doc="step budget")
+    optimizer: str = static("gd", section="train", choices=("gd", "adam", "flow"),
+                            doc="full-batch gradient descent, Adam, or gradient flow (an "
+                                "implicit adaptive ODE solver, to the limit)")
+    learning_rate: float = batched(0.5, section="train", positive=True,
+                                   doc="step size eta (flow: the unit of time, t = eta * step)")
+    adam_b1: float = batched(0.9, section="train", minimum=0.0, doc="Adam beta1",
+                             applies=ADAM)
+    adam_b2: float = batched(0.999, section="train", minimum=0.0, doc="Adam beta2",
+                             applies=ADAM)
+    adam_eps: float = batched(1e-8, section="train", positive=True, doc="Adam epsilon",
+                              applies=ADAM)
+    max_steps: int = static(100_000, section="train", minimum=1,
+                            doc="step budget (flow: solver steps, accepted or rejected)")
+    max_time: float = static(1e10, section="train", positive=True, applies=FLOW,
+                             doc="flow: time budget (in units of learning_rate * step)")
+    rtol: float = batched(1e-8, section="train", positive=True, applies=FLOW,
+                          doc="flow: relative error tolerance of each solver step")
+    atol: float = batched(1e-12, section="train", positive=True, applies=FLOW,
+                          doc="flow: absolute error tolerance, at most rtol times the size "
+                              "of the parameters")
+    solver: str = static("kvaerno5", section="train", choices=FLOW_SOLVERS, applies=FLOW,
+                         doc="flow: the solver until the loss falls below tail_switch times "
+                             "its start")
+    tail_solver: str = static("kvaerno3", section="train", choices=FLOW_SOLVERS, applies=FLOW,
+                              doc="flow: the solver from then on, to the limit")
+    tail_switch: float = batched(1e-2, section="train", minimum=0.0, maximum=1.0,
+                                 applies=FLOW, doc="flow: the loss fraction that starts "
+                                 "tail_solver (0: never, 1: at once)")
+    polish: bool = static(False, section="train",
+                          doc="after training, Levenberg-Marquardt from the end point to the "
+                              "nearest global minimum (families with residuals); recorded "
+                              "as polished_*")
+    polish_steps: int = static(1000, section="train", minimum=1,
+                               doc="polish: at most this many Levenberg-Marquardt iterations")
     loss_tol: float = batched(1e-15, section="train", minimum=0.0,
                               doc="a run stops once its training loss is below this (0: never)")
     n_checkpoints: int = static(100, section="train", minimum=2,
-                                doc="number of log-spaced checkpoints (step 0 and the last included)")
+                                doc="number of log-spaced checkpoints (start and end included)")
     dtype: str = static("float64", section="train", choices=("float64", "float32"),
                         doc="floating point precision of the whole run")
     seed: int = batched(0, section="train", minimum=0, doc="seed of the initialization stream")
@@ -167,10 +204,21 @@ def make_config(cls, values: dict, *, where: str = "") -> Any:
                 raise ConfigError(f"'{key}' must be finite, got {value!r}")
             if meta.get("minimum") is not None and value < meta["minimum"]:
                 raise ConfigError(f"'{key}' must be >= {meta['minimum']}, got {value!r}")
+            if meta.get("maximum") is not None and value > meta["maximum"]:
+                raise ConfigError(f"'{key}' must be <= {meta['maximum']}, got {value!r}")
             if meta.get("positive") and value <= 0:
                 raise ConfigError(f"'{key}' must be > 0, got {value!r}")
         clean[key] = value
     cfg = cls(**clean)
+    # a setting that means nothing for this run is refused, not ignored (its default value
+    # passes: a config's full dict round-trips)
+    for key, value in clean.items():
+        applies = specs[key].metadata.get("applies")
+        if (applies and getattr(cfg, applies[0]) not in applies[1]
+                and value != specs[key].default):
+            allowed = " or ".join(f"'{v}'" for v in applies[1])
+            raise ConfigError(f"'{key}' applies to {applies[0]} = {allowed} only; this run "
+                              f"has {applies[0]} = {getattr(cfg, applies[0])!r}")
     validate = getattr(cls, "validate", None)
     if validate is not None:
         validate(cfg)

@@ -42,7 +42,7 @@ from .config import (ConfigError, field_specs, make_config, static_key, static_n
                      suggest, to_dict)
 from .families import get as get_family
 
-SHARD_FORMAT = 1  # bump when the engine's output for the same configs changes
+SHARD_FORMAT = 2  # bump when the engine's output for the same configs changes
 TOP_KEYS = ("name", "family", "description", "base", "train", "axes", "zip", "figure", "scales")
 
 
@@ -282,7 +282,9 @@ class ShardTask:
         label, shard = item
         if self.folder is None:
             print(f"{label} ({len(shard.configs)} runs, {shard.desc})", file=sys.stderr, flush=True)
-            return run_shard(shard, self.family, self.progress, desc=label)
+            ds = run_shard(shard, self.family, self.progress, desc=label)
+            print(f"{label}: {summary(ds)}", file=sys.stderr, flush=True)
+            return ds
         folder = Path(self.folder)
         if store.shard_done(folder, shard.key):  # a retried task whose shard got written
             return None
@@ -292,6 +294,7 @@ class ShardTask:
         print(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}", file=sys.stderr,
               flush=True)
         ds = run_shard(shard, self.family, self.progress, desc=label, state_file=state)
+        print(f"{label}: {summary(ds)}", file=sys.stderr, flush=True)
         store.write_shard(folder, shard.key, ds)
         state.clear()
         return resumed
@@ -311,6 +314,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     if not state_every >= 0:
         raise ConfigError(f"'state_every' must be >= 0 seconds, got {state_every!r}")
     todo = shards(spec, shard_size)
+    _check_groups(spec.family, todo)
     total = sum(len(s.configs) for s in todo)
     sid = sweep_id(spec, todo)
     if out is not None:
@@ -357,6 +361,28 @@ def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
         if ex.name != "local":
             log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)}{note})")
     return [results[i] for i in range(len(todo))]
+
+
+def _check_groups(family_name: str, todo: list[Shard]) -> None:
+    """What the engine would refuse, for every group, before anything is trained."""
+    from .train import check_group
+
+    family, seen = get_family(family_name), set()
+    for shard in todo:
+        key = static_key(shard.configs[0])
+        if key not in seen:
+            seen.add(key)
+            check_group(family, shard.configs[0])
+
+
+def summary(ds) -> str:
+    """How a shard's runs ended, e.g. '300 converged, 5 max_time' (from ``status``)."""
+    from .train import STATUS
+
+    if "status" not in ds:
+        return ""
+    counts = np.bincount(np.asarray(ds["status"].values, int).ravel(), minlength=len(STATUS))
+    return ", ".join(f"{c} {name}" for name, c in zip(STATUS, counts) if c)
 
 
 def _check_portable(todo: list[Shard]) -> None:

@@ -54,9 +54,16 @@ def sample_sizes(input_dim: int, bias: bool, width: int = 2, target_width: int =
 def growth_rate(g_norm, slope: float = 1.0, n_train: int | None = None, loss: str = "sum"):
     """Rate lambda of the small-initialization escape: s'(0) |g|, with |g| = ``g_norm`` (the
     norm of the data vector, recorded per run) and s'(0) = ``slope``; divided by
-    ``n_train`` for ``loss = "mean"``, whose gradient is 1/n of the sum's."""
+    ``n_train`` for ``loss = "mean"``, whose gradient is 1/n of the sum's, and times 2 / n
+    for ``loss = "mse"`` (mean of squares without the 1/2)."""
     lam = np.asarray(g_norm) * slope
-    return lam / n_train if loss == "mean" else lam
+    if loss == "mean":
+        return lam / n_train
+    if loss == "mse":
+        return 2.0 * lam / n_train
+    if loss != "sum":
+        raise ValueError(f"loss must be 'sum', 'mean' or 'mse', got {loss!r}")
+    return lam
 
 
 def time_shift(init_scale, learning_rate, rate, optimizer: str = "gd"):

@@ -1,17 +1,23 @@
 """The batched engine, shared by every family.
 
 One call trains a group of runs that share their static settings: ``jit(vmap(step))`` over
-the runs, looped on the device with ``lax.while_loop`` in chunks of steps. Between chunks
-control returns to Python for the progress bar and the checkpoints; the loop ends early once
-every run has stopped. Per run: the stop rule (training loss below ``loss_tol``), the step
-budget ``max_steps``, and divergence (a non-finite loss marks the run diverged and freezes
-it; the others go on). Observables are recorded at log-spaced checkpoints that always
-include step 0 and the last step; a run that has stopped keeps its final values.
+the runs, looped on the device with ``lax.while_loop`` in chunks. Between chunks control
+returns to Python for the progress bar and the checkpoints; the loop ends early once every
+run has stopped. Per run: the stop rule (training loss below ``loss_tol``), the budget, and
+divergence (a non-finite loss marks the run diverged and freezes it; the others go on).
+Observables are recorded at log-spaced checkpoints that always include the start and the
+end; a run that has stopped keeps its final values.
+
+Two kinds of optimizer share this loop. Gradient descent and Adam take one step per
+iteration; their clock is the step count and their checkpoints are steps. Gradient flow
+(``optimizer = "flow"``, ``twolayer.flow``) takes one adaptive solver step attempt per
+iteration; its clock is the flow time t (each run its own steps), its checkpoints are
+times, and each run's steps are shortened to land exactly on them.
 
 When most runs have stopped, the still-active ones are gathered into a smaller batch (sizes
 are powers of two, so few programs get compiled). On a multi-core CPU the batch is split
 over the host devices with ``shard_map``; each device loops over its own runs. A run's
-trajectory does not depend on which runs share its batch.
+trajectory does not depend on which runs share its batch, nor on how the loop is chunked.
 """
 from __future__ import annotations
 
@@ -32,6 +38,17 @@ from .config import batched_names, bucketed_names, static_part
 UNROLL = 1  # steps per while-loop iteration (1 measured fastest on CPU)
 BLOCK = 128  # runs per device stepped together (see advance; measured on CPU)
 PAD = 32  # initial batch: runs per device rounded up to a multiple of this
+# Gradient flow: at least this many runs per device (the batch sizes beyond are powers of
+# two or multiples of PAD). XLA's CPU code for a solver step gave the same bits for any
+# batch of a multiple of 4 runs (one 256-bit vector of float64) and other bits for 1, 2, 3,
+# 5, ... runs (measured on AVX2; 8 covers 512-bit vectors too); an adaptive solver turns a
+# last-bit difference into another sequence of steps, so a run's result would depend on
+# the size of its batch.
+LANES = 8
+TREND_POINTS = 4  # checkpoint intervals the trend of the test error is fitted over
+
+# status of a run at the end (variable ``status``; CF flag_values / flag_meanings)
+STATUS = ("converged", "max_steps", "max_time", "diverged", "solver_failed")
 
 
 # ---------------------------------------------------------------- checkpoints and optimizers
@@ -50,6 +67,16 @@ def checkpoint_steps(max_steps: int, n: int) -> np.ndarray:
         keep = np.unique(np.round(np.linspace(0, len(grid) - 1, n - 1)).astype(int))
         grid = grid[keep]
     return np.concatenate([[0], grid])
+
+
+def checkpoint_times(max_time: float, n: int) -> np.ndarray:
+    """n flow times: 0, then n - 1 log-spaced from min(0.01, max_time / 100) to max_time."""
+    if n <= 2:
+        return np.array([0.0, max_time])
+    first = min(0.01, max_time / 100)
+    grid = np.logspace(math.log10(first), math.log10(max_time), n - 1)
+    grid[0], grid[-1] = first, max_time  # exactly, not through log10
+    return np.concatenate([[0.0], grid])
 
 
 def _gd(params, grads, opt, lr, bp, step):
@@ -74,6 +101,124 @@ OPTIMIZERS = {
 }
 
 
+# ---------------------------------------------------------------- one run's step
+def _step_sizes(family, cfg, bp, params):
+    """A step size per parameter (a pytree like params)."""
+    if family.step_sizes is not None:
+        return family.step_sizes(cfg, bp, params)
+    return jax.tree_util.tree_map(lambda _: bp["learning_rate"], params)
+
+
+def _descent(family, cfg):
+    """(init_one, [(phase, step_one)], clock) of gradient descent or Adam."""
+    opt_init, opt_update = OPTIMIZERS[cfg.optimizer]
+    loss = functools.partial(family.loss, cfg)
+
+    def init_one(params, data, bp):
+        return {"params": params, "opt": opt_init(params), "step": jnp.zeros((), jnp.int64),
+                "done": jnp.zeros((), bool), "diverged": jnp.zeros((), bool)}
+
+    def step_one(state, data, bp, target):
+        value, grads = jax.value_and_grad(lambda p: loss(p, data))(state["params"])
+        finite = jnp.isfinite(value)
+        active = ~state["done"] & (state["step"] < target)
+        stop = active & ((value < bp["loss_tol"]) | ~finite)
+        move = active & ~stop
+        params, opt = opt_update(state["params"], grads, state["opt"],
+                                 _step_sizes(family, cfg, bp, grads), bp, state["step"])
+        keep = lambda new, old: jnp.where(move, new, old)  # noqa: E731
+        return {"params": jax.tree_util.tree_map(keep, params, state["params"]),
+                "opt": jax.tree_util.tree_map(keep, opt, state["opt"]),
+                "step": state["step"] + move.astype(jnp.int64),
+                "done": state["done"] | stop,
+                "diverged": state["diverged"] | (active & ~finite)}
+
+    return init_one, [(None, step_one)], lambda s: s["step"]
+
+
+def _flow(family, cfg):
+    """(init_one, [(phase, step_one)], clock) of gradient flow (``twolayer.flow``): phase 0
+    with ``cfg.solver`` until the loss is below ``tail_switch`` times its start, then phase 1
+    with ``cfg.tail_solver``. Each run steps to the checkpoint times on its own (no waiting
+    for the other runs), landing exactly on each and keeping a copy of its parameters there
+    (``saved``) for the observables, which are computed after training."""
+    from . import flow
+
+    loss = functools.partial(family.loss, cfg)
+    term = flow.vector_field(loss)
+    grid = checkpoint_times(cfg.max_time, cfg.n_checkpoints)
+    n_ckpt = len(grid)
+
+    def rates(bp, params):
+        return jax.tree_util.tree_map(lambda s: s / bp["learning_rate"],
+                                      _step_sizes(family, cfg, bp, params))
+
+    def init_one(params, data, bp):
+        value = loss(params, data)
+        order = flow.SOLVERS[cfg.solver]().order(term)
+        dt = flow.initial_step(term, params, (data, rates(bp, params)), bp["rtol"], bp["atol"],
+                               order)
+        bad = ~jnp.isfinite(value)
+        saved = jax.tree_util.tree_map(
+            lambda p: jnp.zeros((n_ckpt,) + p.shape, p.dtype).at[0].set(p), params)
+        return {"params": params, "t": jnp.zeros((), value.dtype), "dt": dt,
+                "errors": jnp.ones((2,), value.dtype),
+                "phase": (bp["tail_switch"] >= 1).astype(jnp.int32),
+                "step": jnp.zeros((), jnp.int64), "attempts": jnp.zeros((), jnp.int64),
+                "loss": value, "loss0": value, "done": bad | (value < bp["loss_tol"]),
+                "diverged": bad, "failed": jnp.zeros((), bool),
+                "next": jnp.ones((), jnp.int32), "saved": saved,
+                "saved_step": jnp.zeros((n_ckpt,), jnp.int64)}
+
+    def stepper(phase, name):
+        def step_one(state, data, bp):
+            active = ~state["done"] & (state["phase"] == phase)
+            nxt = jnp.minimum(state["next"], n_ckpt - 1)
+            target = jnp.asarray(grid, state["t"].dtype)[nxt]
+            keep, y1, t1, dt1, (e1, e2) = flow.attempt(
+                term, name, state["params"], state["t"], state["dt"], target,
+                (data, rates(bp, state["params"])), state["errors"], bp["rtol"], bp["atol"])
+            accept = active & keep
+            params = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), y1,
+                                            state["params"])
+            value = jnp.where(accept, loss(params, data), state["loss"])
+            t = jnp.where(accept, t1, state["t"])
+            step = state["step"] + accept
+            landed = accept & (t >= target)
+            saved = jax.tree_util.tree_map(
+                lambda buf, p: buf.at[nxt].set(jnp.where(landed, p, buf[nxt])), state["saved"],
+                params)
+            saved_step = state["saved_step"].at[nxt].set(
+                jnp.where(landed, step, state["saved_step"][nxt]))
+            dt = jnp.where(active, dt1, state["dt"])
+            attempts = state["attempts"] + active
+            bad = active & ~jnp.isfinite(value)
+            # the tolerance cannot be met: the step size has collapsed
+            failed = active & ~bad & (dt < flow.DT_FLOOR * jnp.maximum(t, grid[1]))
+            stop = (bad | failed | (value < bp["loss_tol"]) | (attempts >= cfg.max_steps)
+                    | (landed & (nxt == n_ckpt - 1)))
+            tail = (value < bp["tail_switch"] * state["loss0"]) | (bp["tail_switch"] >= 1)
+            return {"params": params, "t": t, "dt": dt,
+                    "errors": jnp.where(active, jnp.stack([e1, e2]), state["errors"]),
+                    "phase": jnp.where(active & tail, 1, state["phase"]),
+                    "step": step, "attempts": attempts, "loss": value,
+                    "loss0": state["loss0"], "done": state["done"] | (active & stop),
+                    "diverged": state["diverged"] | bad, "failed": state["failed"] | failed,
+                    "next": state["next"] + landed, "saved": saved, "saved_step": saved_step}
+        return step_one
+
+    phases = [(1, stepper(1, cfg.tail_solver))]
+    if cfg.solver != cfg.tail_solver:
+        phases.insert(0, (0, stepper(0, cfg.solver)))
+    else:  # one solver: every run is in "phase 1" from the start
+        base_init = init_one
+
+        def init_one(params, data, bp):  # noqa: F811
+            state = base_init(params, data, bp)
+            return {**state, "phase": jnp.ones_like(state["phase"])}
+    return init_one, phases, lambda s: s["t"]
+
+
 # ---------------------------------------------------------------- compiled pieces of one group
 def _program(family, cfg):
     return _program_cached(family.name, cfg)
@@ -84,61 +229,59 @@ def _program_cached(family_name, cfg):
     """Compiled functions of one static config (``cfg`` has its batched fields blanked)."""
     from .families import get
     family = get(family_name)
-    opt_init, opt_update = OPTIMIZERS[cfg.optimizer]
-
-    def step_sizes(bp, params):  # a pytree like params
-        if family.step_sizes is not None:
-            return family.step_sizes(cfg, bp, params)
-        return jax.tree_util.tree_map(lambda _: bp["learning_rate"], params)
+    flow = cfg.optimizer == "flow"
+    init_state, phases, clock = (_flow if flow else _descent)(family, cfg)
 
     def init_one(bp):
         params, data, info = family.setup(cfg, bp)
-        state = {"params": params, "opt": opt_init(params), "step": jnp.zeros((), jnp.int64),
-                 "done": jnp.zeros((), bool), "diverged": jnp.zeros((), bool)}
-        return state, data, info
+        return init_state(params, data, bp), data, info
 
-    def step_one(state, data, bp, end):
-        value, grads = jax.value_and_grad(lambda p: family.loss(cfg, p, data))(state["params"])
-        finite = jnp.isfinite(value)
-        active = ~state["done"] & (state["step"] < end)
-        stop = active & ((value < bp["loss_tol"]) | ~finite)
-        move = active & ~stop
-        params, opt = opt_update(state["params"], grads, state["opt"], step_sizes(bp, grads), bp,
-                                 state["step"])
-        keep = lambda new, old: jnp.where(move, new, old)  # noqa: E731
-        return {"params": jax.tree_util.tree_map(keep, params, state["params"]),
-                "opt": jax.tree_util.tree_map(keep, opt, state["opt"]),
-                "step": state["step"] + move.astype(jnp.int64),
-                "done": state["done"] | stop,
-                "diverged": state["diverged"] | (active & ~finite)}
-
-    batched_step = jax.vmap(step_one, in_axes=(0, 0, 0, None))
     tree_map = jax.tree_util.tree_map
 
-    def loop(state, data, bp, end):
-        def cond(s):
-            return jnp.any(~s["done"] & (s["step"] < end))
+    def loop(state, data, bp, target, iters):
+        # each phase's runs in turn, at most `iters` iterations in all: a run's steps do not
+        # depend on where a chunk ends, since its whole stepping state is in `state`
+        count = jnp.zeros((), jnp.int64)
+        for phase, step_one in phases:
+            if flow:  # each run heads for its own next checkpoint
+                step = jax.vmap(step_one)
+            else:
+                def step(s, d, b, f=jax.vmap(step_one, in_axes=(0, 0, 0, None))):
+                    return f(s, d, b, target)
 
-        def body(s):
-            for _ in range(UNROLL):
-                s = batched_step(s, data, bp, end)
-            return s
+            def waiting(s, phase=phase):
+                if flow:
+                    return ~s["done"] & (s["phase"] == phase)
+                return ~s["done"] & (clock(s) < target)
 
-        return jax.lax.while_loop(cond, body, state)
+            def cond(c, waiting=waiting):
+                return (c[1] < iters) & jnp.any(waiting(c[0]))
 
-    def advance(state, data, bp, end):
-        # One device's runs, in blocks of BLOCK that each loop to `end` on their own: a
-        # block's arrays stay in the core's cache (2048 runs stepped together ran at half
-        # the speed), and a block whose runs have all stopped costs nothing more.
-        n = state["step"].shape[0]
+            def body(c, step=step):
+                s = c[0]
+                for _ in range(UNROLL):
+                    s = step(s, data, bp)
+                return s, c[1] + 1
+
+            state, count = jax.lax.while_loop(cond, body, (state, count))
+        return state
+
+    def advance(state, data, bp, target, iters):
+        # Gradient descent: one device's runs in blocks of BLOCK that each loop on their own:
+        # a block's arrays stay in the core's cache (2048 runs stepped together ran at half
+        # the speed), and a block whose runs have all stopped costs nothing more. Flow: one
+        # block (a solver step has a large fixed cost, so wide batches pay; measured).
+        n = state["done"].shape[0]
         nb = -(-n // BLOCK)
-        if nb == 1 or n % nb:
-            return loop(state, data, bp, end)
+        if flow or nb == 1 or n % nb:
+            return loop(state, data, bp, target, iters)
         split = lambda a: a.reshape((nb, n // nb) + a.shape[1:])  # noqa: E731
-        out = jax.lax.map(lambda sdb: loop(*sdb, end), tree_map(split, (state, data, bp)))
+        out = jax.lax.map(lambda sdb: loop(*sdb, target, iters), tree_map(split, (state, data, bp)))
         return tree_map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
-    observe = jax.vmap(lambda p, d: family.observe(cfg, p, d))
+    one = lambda p, d: family.observe(cfg, p, d)  # noqa: E731
+    # flow: every checkpoint's saved parameters of a run at once
+    observe = jax.vmap(jax.vmap(one, in_axes=(0, None)) if flow else one)
     # one run at a time: a run's set-up must not depend on how many runs share its device
     # (vmap over 1 or 2 runs gave last-bit differences, so one device vs two differed).
     # A family's setup must not call XLA's CPU LAPACK routines (eigh, qr, triangular
@@ -149,16 +292,81 @@ def _program_cached(family_name, cfg):
         mesh = Mesh(np.array(devices), ("runs",))
         init = jax.shard_map(init, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"),
                              check_vma=False)
-        advance = jax.shard_map(advance, mesh=mesh, in_specs=(P("runs"),) * 3 + (P(),),
+        advance = jax.shard_map(advance, mesh=mesh, in_specs=(P("runs"),) * 3 + (P(), P()),
                                 out_specs=P("runs"), check_vma=False)
         observe = jax.shard_map(observe, mesh=mesh, in_specs=(P("runs"),) * 2,
                                 out_specs=P("runs"), check_vma=False)
-    return {
+
+    def finish(params, data, bp):
+        out = dict(family.finalize(cfg, params, data, bp))
+        grads = jax.grad(lambda p: family.loss(cfg, p, data))(params)
+        sizes = _step_sizes(family, cfg, bp, grads)
+        moved = tree_map(lambda s, g: s / bp["learning_rate"] * g, sizes, grads)
+        out["grad_norm"] = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(moved)))
+        return out
+
+    prog = {
         "init": jax.jit(init),
         "advance": jax.jit(advance),
         "observe": jax.jit(observe),
-        "finalize": jax.jit(jax.vmap(lambda p, d, bp: family.finalize(cfg, p, d, bp))),
+        "observe_one": jax.jit(jax.vmap(one)),
+        "finalize": jax.jit(jax.vmap(finish)),
     }
+    if cfg.polish:
+        prog["polish"] = jax.jit(jax.vmap(_polisher(family, cfg)))
+    return prog
+
+
+def _polisher(family, cfg):
+    """params, data, bp -> (polished params, polish facts): Levenberg-Marquardt (optimistix)
+    on the family's residuals from the end point: the nearest global minimum of
+    1/2 |r|^2 (every training loss of such a family is a multiple of it). Parameters
+    with step size 0 (frozen) stay where they are."""
+    import lineax as lx
+    import optimistix as optx
+
+    from .flow import GaussJordan
+
+    if family.residuals is None:
+        raise ValueError(f"family '{family.name}' gives no residuals: polish is not available")
+
+    def polish(params, data, bp):
+        mask = jax.tree_util.tree_map(lambda s: (s != 0).astype(s.dtype),
+                                      _step_sizes(family, cfg, bp, params))
+        def fn(p, _):
+            p = jax.tree_util.tree_map(lambda m, new, old: old + m * (new - old), mask, p, params)
+            return family.residuals(cfg, p, data)
+
+        solver = optx.LevenbergMarquardt(rtol=1e-16, atol=1e-20,
+                                         linear_solver=lx.Normal(GaussJordan()))
+        sol = optx.least_squares(fn, solver, params, max_steps=cfg.polish_steps, throw=False)
+        out = jax.tree_util.tree_map(lambda m, new, old: old + m * (new - old), mask,
+                                     sol.value, params)
+        return out, {"polish_steps_done": sol.stats["num_steps"]}
+
+    return polish
+
+
+def check_group(family, cfg) -> None:
+    """Refuse, before any training, a group the engine cannot train: gradient flow with more
+    parameters than ``flow.MAX_PARAMETERS`` (each implicit step solves a dense P x P
+    system), or ``polish`` for a family without residuals."""
+    from .config import ConfigError
+
+    if cfg.polish and family.residuals is None:
+        raise ConfigError(f"polish = true needs a least-squares family; '{family.name}' gives "
+                          f"no residuals")
+    if cfg.optimizer != "flow":
+        return
+    from . import flow
+
+    bp = {k: v[0] for k, v in batched_values([cfg], np.dtype(cfg.dtype)).items()}
+    shapes = jax.eval_shape(lambda b: family.setup(static_part(cfg), b)[0], bp)
+    size = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(shapes))
+    if size > flow.MAX_PARAMETERS:
+        raise ConfigError(f"optimizer = 'flow' solves a dense {size} x {size} system per "
+                          f"implicit stage; at most {flow.MAX_PARAMETERS} parameters are "
+                          f"supported (use a smaller network or optimizer = 'gd')")
 
 
 def batched_values(cfgs, dtype) -> dict[str, np.ndarray]:
@@ -183,24 +391,25 @@ def _pad_to(n: int, multiple: int, pow2: bool) -> int:
     return -(-max(size, 1) // multiple) * multiple
 
 
-def _progress(total, desc, enabled):
+def _progress(total, desc, enabled, unit):
     if enabled is None:
         enabled = os.environ.get("TWOLAYER_PROGRESS", "1") != "0" and sys.stderr.isatty()
     if not enabled:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------- the engine
 def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -> xr.Dataset:
     """Train runs that share their static settings in one batched, compiled loop.
 
-    Returns a Dataset with dims ``run`` (in the order of ``cfgs``) and ``step`` plus the
-    family's own dims. With ``state_file`` (an object with ``load() -> dict | None``,
-    ``save(dict)`` and ``every`` seconds, e.g. ``twolayer.store.TrainingState``), the
-    loop's state is saved between chunks at most every ``every`` seconds, and a saved state
-    is continued from: a killed shard resumes mid-run with the same result."""
+    Returns a Dataset with dims ``run`` (in the order of ``cfgs``) and the checkpoint dim
+    (``step`` for gradient descent and Adam, ``time`` for gradient flow) plus the family's
+    own dims. With ``state_file`` (an object with ``load() -> dict | None``, ``save(dict)``
+    and ``every`` seconds, e.g. ``twolayer.store.TrainingState``), the loop's state is
+    saved between chunks at most every ``every`` seconds, and a saved state is continued
+    from: a killed shard resumes mid-run with the same result."""
     cfg0 = cfgs[0]
     cfg = static_part(cfg0)
     prog = _program(family, cfg)
@@ -213,48 +422,61 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
     # PAD runs per device, so that shards of nearly equal sizes share one compiled program
     per_dev = -(-n_runs // n_dev)
     per_dev = _pad_to(per_dev, 1, pow2=True) if per_dev <= PAD else _pad_to(per_dev, PAD, pow2=False)
+    if cfg0.optimizer == "flow":  # see LANES
+        per_dev = max(per_dev, LANES)
     idx = np.arange(_pad_to(per_dev, -(-per_dev // BLOCK), pow2=False) * n_dev)
     idx[idx >= n_runs] = 0
     state, data, info = prog["init"](_take(bp_all, idx))
     data_all = _take(data, slice(0, n_runs))
     info = _take(info, slice(0, n_runs))
     bp = _take(bp_all, idx)
+    loop = _loop_flow if cfg0.optimizer == "flow" else _loop_descent
+    grid, obs, final = loop(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all,
+                            progress, desc, state_file)
+    fin = jax.tree_util.tree_map(np.asarray, prog["finalize"](final["params"], data_all, bp_all))
+    if "polish" in prog:
+        fin.update(_polished(prog, final["params"], data_all, bp_all))
+    return _to_dataset(family, cfg0, grid, obs, info, fin, final, bp_all)
 
-    steps = checkpoint_steps(cfg0.max_steps, cfg0.n_checkpoints)
+
+def _loop_descent(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all, progress,
+                  desc, state_file):
+    """Gradient descent and Adam: every active run steps together to each checkpoint step,
+    where the observables are recorded. Returns (checkpoint steps, observables by name
+    (runs, checkpoints, ...), final state of each run)."""
+    grid = checkpoint_steps(cfg0.max_steps, cfg0.n_checkpoints)
     obs = None
     final = None  # per run: its frozen state (host), filled once the run has stopped
     settled = np.zeros(n_runs, bool)  # final state and later checkpoints already filled
-    chunk, now, first = 256, 0, 0
-    saved = _resume(state_file, n_runs, len(steps), n_dev, state)
+    chunk, first = 256, 0
+    saved = _resume(state_file, n_runs, len(grid), n_dev, state)
     if saved is not None:
-        first, now, chunk, idx, settled, obs, final, state = saved
+        first, chunk, idx, settled, obs, final, state = saved
         data, bp = _take(data_all, idx), _take(bp_all, idx)
     saved_at = time.monotonic()
-    bar = _progress(int(steps[-1]), desc, progress)
-    if bar is not None:
-        bar.update(now)
-    for i in range(first, len(steps)):
-        target = steps[i]
-        while now < target:
-            end = min(now + chunk, int(target))
+    bar = _progress(int(grid[-1]), desc, progress, "step")
+    shown = 0
+    for i in range(first, len(grid)):
+        target = grid[i]
+        done, now = np.asarray(state["done"]), np.asarray(state["step"])
+        while (~done & (now < target)).any():
             t0 = time.perf_counter()
-            state = prog["advance"](state, data, bp, end)
-            alive = ~np.asarray(state["done"])
-            elapsed = time.perf_counter() - t0
-            chunk = int(np.clip(chunk * 0.5 / max(elapsed, 1e-4), 16, 10_000_000))
+            state = prog["advance"](state, data, bp, target, chunk)
+            done, now = np.asarray(state["done"]), np.asarray(state["step"])
+            chunk = _next_chunk(chunk, time.perf_counter() - t0)
             if bar is not None:
-                bar.update(end - now)
-                bar.set_postfix(active=int(alive[: n_runs].sum()), refresh=False)
-            now = end
+                reached = int(now.max())
+                bar.update(reached - shown)
+                shown = reached
+                bar.set_postfix(active=int((~done[_unique_positions(idx, n_runs)]).sum()),
+                                refresh=False)
             if state_file is not None and time.monotonic() - saved_at >= state_file.every:
-                state_file.save(_snapshot(i, now, chunk, idx, settled, obs, final, state, n_runs))
+                state_file.save(_snapshot(i, chunk, idx, settled, obs, final, state, n_runs))
                 saved_at = time.monotonic()
-            if not alive.any():
-                break
         o = jax.tree_util.tree_map(np.asarray, prog["observe"](state["params"], data))
         host = jax.tree_util.tree_map(np.asarray, state)
         if obs is None:
-            obs = {k: np.empty((n_runs, len(steps)) + v.shape[1:], v.dtype) for k, v in o.items()}
+            obs = {k: np.empty((n_runs, len(grid)) + v.shape[1:], v.dtype) for k, v in o.items()}
             final = jax.tree_util.tree_map(lambda a: np.empty((n_runs,) + a.shape[1:], a.dtype), host)
         real = _unique_positions(idx, n_runs)
         for k, v in o.items():
@@ -262,15 +484,15 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
         done = host["done"]
         # runs that stopped keep their values at every later checkpoint
         # (each run once: when it has just stopped, or at the last checkpoint)
-        leaving = real[(done[real] | (i == len(steps) - 1)) & ~settled[idx[real]]]
+        leaving = real[(done[real] | (i == len(grid) - 1)) & ~settled[idx[real]]]
         settled[idx[leaving]] = True
         for k in obs:
             obs[k][idx[leaving], i + 1:] = obs[k][idx[leaving], i][:, None]
         jax.tree_util.tree_map(lambda f, h: f.__setitem__(idx[leaving], h[leaving]), final, host)
         alive_pos = real[~done[real]]
-        if len(alive_pos) == 0 or i == len(steps) - 1:
+        if len(alive_pos) == 0 or i == len(grid) - 1:
             break
-        remaining = (steps[-1] - now) * len(idx)
+        remaining = (grid[-1] - grid[i]) * len(idx)
         if len(alive_pos) <= len(idx) // 2 and remaining > 200_000:
             new = _pad_to(len(alive_pos), n_dev, pow2=True)
             pos = np.concatenate([alive_pos, np.repeat(alive_pos[:1], new - len(alive_pos))])
@@ -278,41 +500,138 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
             idx = idx[pos]
     if bar is not None:
         bar.close()
-
-    fin = jax.tree_util.tree_map(np.asarray, prog["finalize"](final["params"], data_all, bp_all))
-    return _to_dataset(family, cfg0, steps, obs, info, fin, final, bp_all)
+    return grid, obs, final
 
 
-def _snapshot(i, now, chunk, idx, settled, obs, final, state, n_runs) -> dict:
+def _loop_flow(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all, progress,
+               desc, state_file):
+    """Gradient flow: every run integrates on its own until it stops (chunks of solver
+    steps between which the host shows progress and saves the state); then the observables
+    of the parameters each run saved at the checkpoint times. A run that stopped early
+    keeps its final values at the later checkpoints. Same return as ``_loop_descent``."""
+    grid = checkpoint_times(cfg0.max_time, cfg0.n_checkpoints)
+    chunk = 256
+    snap = state_file.load() if state_file is not None else None
+    resumed = _resume_flow(snap, n_runs, idx, state)
+    if resumed is not None:
+        chunk, state = resumed
+    saved_at = time.monotonic()
+    real = _unique_positions(idx, n_runs)
+    bar = _progress(n_runs, desc, progress, "run")
+    shown = 0
+    while True:
+        t0 = time.perf_counter()
+        state = prog["advance"](state, data, bp, 0.0, chunk)
+        done = np.asarray(state["done"])
+        chunk = _next_chunk(chunk, time.perf_counter() - t0)
+        if bar is not None:
+            finished = int(done[real].sum())
+            bar.update(finished - shown)
+            shown = finished
+            t = np.asarray(state["t"])[real]
+            bar.set_postfix(t=f"{t[~done[real]].min(initial=np.inf):.3g}", refresh=False)
+        if state_file is not None and time.monotonic() - saved_at >= state_file.every:
+            state_file.save({"kind": "flow", "chunk": chunk, "n_runs": n_runs, "idx": idx,
+                             "now": int(np.asarray(state["step"]).max()),
+                             **{f"state_{j}": np.asarray(leaf) for j, leaf
+                                in enumerate(jax.tree_util.tree_leaves(state))}})
+            saved_at = time.monotonic()
+        if done.all():
+            break
+    if bar is not None:
+        bar.close()
+    host = jax.tree_util.tree_map(lambda a: np.asarray(a)[real], state)
+    # checkpoints after a run stopped hold its final parameters
+    later = np.arange(len(grid))[None, :] >= host["next"][:, None]  # (runs, checkpoints)
+    saved = jax.tree_util.tree_map(
+        lambda buf, p: np.where(later.reshape(later.shape + (1,) * p.ndim[1:] if False else
+                                              later.shape + (1,) * (buf.ndim - 2)),
+                                p[:, None], buf), host["saved"], host["params"])
+    obs = jax.tree_util.tree_map(np.asarray, prog["observe"](_pad_runs(saved, idx, real),
+                                                             data))
+    obs = {k: v[real] for k, v in obs.items()}
+    obs["step"] = np.where(later, host["step"][:, None], host["saved_step"])
+    final = {k: v for k, v in host.items() if k not in ("saved", "saved_step")}
+    return grid, obs, final
+
+
+def _pad_runs(tree, idx, real):
+    """Host arrays of the real runs, laid out again like the batch (padding repeats run 0)."""
+    where = np.zeros(len(idx), int)
+    where[real] = np.arange(len(real))
+    return jax.tree_util.tree_map(lambda a: a[where], tree)
+
+
+def _next_chunk(chunk, elapsed):
+    """The next chunk's iteration budget: about 0.5 s of work."""
+    return int(np.clip(chunk * 0.5 / max(elapsed, 1e-4), 16, 10_000_000))
+
+
+def _resume_flow(snap, n_runs, idx, fresh):
+    """(chunk, state) of a flow shard from a saved snapshot, or None. The snapshot may come
+    from a batch of another layout (another number of devices): each run's state is taken
+    from where that batch held it."""
+    if snap is None or str(snap.get("kind", "")) != "flow" or int(snap["n_runs"]) != n_runs:
+        return None
+    tree = jax.tree_util.tree_structure(fresh)
+    if any(f"state_{j}" not in snap for j in range(tree.num_leaves)):
+        return None
+    first = {int(r): p for p, r in reversed(list(enumerate(snap["idx"])))}
+    pos = np.array([first[int(r)] for r in idx])
+    state = jax.tree_util.tree_unflatten(tree, [snap[f"state_{j}"][pos]
+                                                for j in range(tree.num_leaves)])
+    return int(snap["chunk"]), state
+
+
+def _polished(prog, params, data, bp) -> dict:
+    """Observables and final results at the polished end points, prefixed ``polished_``."""
+    new, facts = prog["polish"](params, data, bp)
+    out = {f"polished_{k}": v for k, v in prog["observe_one"](new, data).items()}
+    fin = prog["finalize"](new, data, bp)
+    out.update({f"polished_{k}": v for k, v in fin.items() if k != "grad_norm"})
+    out.update(facts)
+    return jax.tree_util.tree_map(np.asarray, out)
+
+
+def _snapshot(i, chunk, idx, settled, obs, final, state, n_runs) -> dict:
     """The loop's state between two chunks, as named host arrays."""
-    out = {"i": i, "now": now, "chunk": chunk, "idx": idx, "settled": settled,
-           "n_runs": n_runs, "n_steps": next(iter(obs.values())).shape[1]}
+    steps = np.asarray(state["step"])
+    out = {"kind": "descent", "i": i, "now": int(steps.max(initial=0)), "chunk": chunk,
+           "idx": idx,
+           "settled": settled, "n_runs": n_runs,
+           "n_steps": -1 if obs is None else next(iter(obs.values())).shape[1]}
     for j, leaf in enumerate(jax.tree_util.tree_leaves(state)):
         out[f"state_{j}"] = np.asarray(leaf)
-    for j, leaf in enumerate(jax.tree_util.tree_leaves(final)):
-        out[f"final_{j}"] = leaf
-    out.update({f"obs_{k}": v for k, v in obs.items()})
+    if final is not None:
+        for j, leaf in enumerate(jax.tree_util.tree_leaves(final)):
+            out[f"final_{j}"] = leaf
+        out.update({f"obs_{k}": v for k, v in obs.items()})
     return out
 
 
 def _resume(state_file, n_runs, n_steps, n_dev, fresh):
-    """(first checkpoint, now, chunk, idx, settled, obs, final, state) from a saved
-    snapshot, or None. ``fresh`` (the initial state) gives the trees' structure."""
+    """(first checkpoint, chunk, idx, settled, obs, final, state) from a saved snapshot, or
+    None. ``fresh`` (the initial state) gives the trees' structure."""
     snap = state_file.load() if state_file is not None else None
-    if snap is None or int(snap["n_runs"]) != n_runs or int(snap["n_steps"]) != n_steps:
+    if snap is None or str(snap.get("kind", "")) != "descent" or int(snap["n_runs"]) != n_runs \
+            or int(snap["n_steps"]) not in (-1, n_steps):
         return None
     tree = jax.tree_util.tree_structure(fresh)
     n_leaves = tree.num_leaves
+    if any(f"state_{j}" not in snap for j in range(n_leaves)):
+        return None  # saved by another kind of optimizer
     state = jax.tree_util.tree_unflatten(tree, [snap[f"state_{j}"] for j in range(n_leaves)])
-    final = jax.tree_util.tree_unflatten(tree, [snap[f"final_{j}"] for j in range(n_leaves)])
-    obs = {k[4:]: v for k, v in snap.items() if k.startswith("obs_")}
+    if int(snap["n_steps"]) == -1:  # saved before the first checkpoint was recorded
+        obs = final = None
+    else:
+        final = jax.tree_util.tree_unflatten(tree, [snap[f"final_{j}"] for j in range(n_leaves)])
+        obs = {k[4:]: v for k, v in snap.items() if k.startswith("obs_")}
     idx = snap["idx"]
     pad = -len(idx) % n_dev  # saved by a process with another number of devices
     if pad:
         pos = np.concatenate([np.arange(len(idx)), np.zeros(pad, int)])
         state, idx = _take(state, pos), idx[pos]
-    return (int(snap["i"]), int(snap["now"]), int(snap["chunk"]), idx, snap["settled"], obs,
-            final, state)
+    return (int(snap["i"]), int(snap["chunk"]), idx, snap["settled"], obs, final, state)
 
 
 def _unique_positions(idx, n_runs):
@@ -321,30 +640,85 @@ def _unique_positions(idx, n_runs):
     return np.sort(first[idx[first] < n_runs])
 
 
-def _to_dataset(family, cfg0, steps, obs, info, fin, final_state, bp_all) -> xr.Dataset:
-    def dims(name, lead):
-        return lead + family.dims.get(name, ())
+def _trend(values, clock, stop) -> np.ndarray:
+    """Per run: the least-squares slope of log10(values) against log10(clock) over the last
+    TREND_POINTS checkpoint intervals before the run stopped (NaN where fewer than two
+    positive checkpoints exist)."""
+    out = np.full(values.shape[0], np.nan)
+    logc = np.log10(np.where(clock > 0, clock, np.nan))
+    for r in range(values.shape[0]):
+        upto = np.nonzero(clock <= stop[r])[0]
+        pick = upto[-(TREND_POINTS + 1):]
+        x, y = logc[pick], values[r, pick]
+        ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
+        if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
+            out[r] = np.polyfit(x[ok], np.log10(y[ok]), 1)[0]
+    return out
 
-    ds = xr.Dataset(coords={"step": steps, **family.coords(cfg0)})
+
+def _to_dataset(family, cfg0, grid, obs, info, fin, final_state, bp_all) -> xr.Dataset:
+    flow = cfg0.optimizer == "flow"
+    dim = "time" if flow else "step"
+
+    def dims(name, lead):
+        return lead + family.dims.get(name.removeprefix("polished_"), ())
+
+    ds = xr.Dataset(coords={dim: grid, **family.coords(cfg0)})
     for k, v in obs.items():
-        ds[k] = (dims(k, ("run", "step")), v)
+        ds[k] = (("run", dim) if (flow and k == "step") else dims(k, ("run", dim)), v)
     for k, v in {**info, **fin}.items():
         ds[k] = (dims(k, ("run",)), np.asarray(v))
     # integer labels for the family's index dims, so groups of other sizes (e.g. widths)
     # merge by label with NaN padding
     ds = ds.assign_coords({d: np.arange(n) for d, n in ds.sizes.items() if d not in ds.coords
                            and d != "run"})
-    ds["stop_step"] = ("run", final_state["step"].astype(np.int64))
+    lr = bp_all["learning_rate"]
+    stop_step = final_state["step"].astype(np.int64)
+    ds["stop_step"] = ("run", stop_step)
+    if flow:
+        ds["stop_time"] = ("run", final_state["t"])
+        ds["rejected_steps"] = ("run", (final_state["attempts"] - stop_step).astype(np.int64))
+        stop = final_state["t"]
+    else:  # gradient descent's step k sits at flow time learning_rate * k
+        ds["time"] = (("run", "step"), np.minimum(grid[None, :], stop_step[:, None]) * lr[:, None])
+        ds["stop_time"] = ("run", stop_step * lr)
+        stop = stop_step
     ds["diverged"] = ("run", final_state["diverged"].astype(bool))
-    ds["converged"] = ("run", (obs["train_loss"][:, -1] < bp_all["loss_tol"]) & ~ds["diverged"].values)
+    converged = (obs["train_loss"][:, -1] < bp_all["loss_tol"]) & ~ds["diverged"].values
+    ds["converged"] = ("run", converged)
+    status = np.full(len(converged), STATUS.index("max_steps"), np.int8)
+    if flow:
+        status[final_state["attempts"] < cfg0.max_steps] = STATUS.index("max_time")
+        status[final_state["failed"]] = STATUS.index("solver_failed")
+    status[converged] = STATUS.index("converged")
+    status[final_state["diverged"]] = STATUS.index("diverged")
+    ds["status"] = ("run", status)
+    ds["status"].attrs.update(flag_values=np.arange(len(STATUS), dtype=np.int8),
+                              flag_meanings=" ".join(STATUS))
+    if "test_error" in obs:
+        ds["trend"] = ("run", _trend(obs["test_error"], np.asarray(grid, float),
+                                     np.asarray(stop, float)))
     for k in ds.data_vars:
         label = family.describe.get(k) or ENGINE_DESCRIBE.get(k)
+        if not label and k.startswith("polished_"):
+            base = family.describe.get(k[9:]) or ENGINE_DESCRIBE.get(k[9:])
+            label = f"{base} at the polished end point" if base else None
         if label:
             ds[k].attrs["long_name"] = label
     return ds
 
 
 # the variables every family's runs get from the engine (a family's DESCRIBE may rename them)
-ENGINE_DESCRIBE = {"stop_step": "updates done when the run stopped",
+ENGINE_DESCRIBE = {"stop_step": "updates done when the run stopped (flow: accepted solver steps)",
+                   "stop_time": "flow time when the run stopped (gradient descent: "
+                                "learning_rate * stop_step)",
+                   "time": "flow time (gradient descent: learning_rate * step)",
+                   "step": "accepted solver steps",
+                   "rejected_steps": "rejected solver steps",
                    "diverged": "the loss became NaN or infinite",
-                   "converged": "training loss reached loss_tol"}
+                   "converged": "training loss reached loss_tol",
+                   "status": "why the run stopped",
+                   "grad_norm": "norm of the final gradient (of the trained parameters)",
+                   "trend": "d log10(test error) / d log10(step or time) over the last "
+                            f"{TREND_POINTS} checkpoint intervals",
+                   "polish_steps_done": "Levenberg-Marquardt iterations of the polish"}

@@ -12,6 +12,8 @@
 - ``describe``: a long name per variable, used as the plot label;
 - ``step_sizes(cfg, bp, params) -> pytree`` (optional): a step size per parameter (e.g. an
   output layer with its own, or 0 when frozen); default: ``learning_rate`` for all.
+- ``residuals(cfg, params, data) -> vector`` (optional): r with the training loss a fixed
+  multiple of 1/2 |r|^2 (least squares); lets ``polish`` run Levenberg-Marquardt.
 
 ``get`` looks a family up by name: the built-in ones, then those added from Python with
 ``register`` (``twolayer.register_family``).
@@ -37,6 +39,7 @@ class Family(NamedTuple):
     coords: Callable
     describe: dict
     step_sizes: Callable | None = None
+    residuals: Callable | None = None
 
 
 def _builtins() -> dict[str, Family]:

@@ -43,8 +43,10 @@ w(0) + span{e_1 (, e_2), xi_1, ..., xi_n}. In "coefficient" mode a filter is w(0
 Q orthonormal rows spanning that span (Q = L^-1 U for the unit basis rows U and the Cholesky
 factor L of their Gram matrix, computed once per run: Q is never formed in R^d), and the
 engine trains c directly: with Q orthonormal, gradient descent on c is exactly gradient
-descent on w, and a step costs F K n (K = n + 1 or n + 2) instead of F d n. "direct" trains
-w itself; "auto" picks coefficient mode when K < d and the optimizer is GD. In coefficient
+descent on w (and gradient flow on c is gradient flow on w), and a step costs F K n
+(K = n + 1 or n + 2) instead of F d n. "direct" trains w itself; "auto" picks coefficient
+mode when K < d and the optimizer is GD or flow (Adam is not invariant to the change of
+coordinates). In coefficient
 mode ``input_dim`` is rounded up to a bucket (``padded_dim``) with zero coordinates, so runs
 of nearby d share one compiled program.
 
@@ -105,7 +107,7 @@ def basis_size(cfg) -> int:
 
 def coefficient_mode(cfg) -> bool:
     if cfg.parameterization == "auto":
-        return basis_size(cfg) < cfg.input_dim and cfg.optimizer == "gd"
+        return basis_size(cfg) < cfg.input_dim and cfg.optimizer in ("gd", "flow")
     return cfg.parameterization == "coefficient"
 
 
@@ -186,8 +188,8 @@ class Config(Training):
         if not 0.0 <= cfg.label_noise <= 0.5:
             raise ConfigError(f"'label_noise' must lie in [0, 0.5], got {cfg.label_noise}")
         K = basis_size(cfg)
-        if cfg.parameterization == "coefficient" and cfg.optimizer != "gd":
-            raise ConfigError("parameterization = 'coefficient' needs optimizer = 'gd' "
+        if cfg.parameterization == "coefficient" and cfg.optimizer == "adam":
+            raise ConfigError("parameterization = 'coefficient' needs optimizer = 'gd' or 'flow' "
                               "(Adam is not invariant to the change of coordinates)")
         if (cfg.parameterization == "coefficient" or cfg.record_coefficients) and K >= cfg.input_dim:
             raise ConfigError(f"parameterization = 'coefficient' and record_coefficients need "

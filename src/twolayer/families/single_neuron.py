@@ -15,13 +15,18 @@ Data. ``sampling``: "fixed" (d = 1: n evenly spaced points on [-r, r], endpoints
 "gaussian" (x ~ N(0, I_d)) or "uniform" (x ~ U[-r, r]^d), r = ``input_range``; the test set
 has ``n_test`` points of the same law (evenly spaced for "fixed").
 
-Loss. ``loss = "sum"``: 1/2 sum_i (f(x_i) - y_i)^2, the study's convention, to which its
-learning rates refer; ``"mean"``: 1/(2n) sum_i (...)^2.
+Loss. ``loss = "sum"``: 1/2 sum_i (f(x_i) - y_i)^2, the study's stated convention;
+``"mean"``: 1/(2n) sum_i (...)^2; ``"mse"``: 1/n sum_i (...)^2 (PyTorch's MSELoss: the sum
+with step 2 eta / n), the reading of the study's large-step figures that is consistent
+with all of them (docs/single_neuron.md). All three have the same minimizers and the same
+gradient-flow trajectories, on time axes scaled by 1, 1/n and 2/n.
 
 Initialization. Every parameter iid N(0, init_scale^2) (a standard deviation). With
 ``imbalance`` = c~ in [0, 1] (width 2 only), all of neuron 2's parameters are multiplied by
 c~ C_1 / C_2, so that C_2 = c~ C_1 exactly, where C_k = a_k |g| + (w_k, b_k) . g and
-g = sum_i y_i x^_i is the data vector.
+g = sum_i y_i x^_i is the data vector. With ``c_profile = [p0, p1]`` (any width >= 2), each
+neuron k's parameters are multiplied by the number that makes C_k / C_1 = (p0 + p1 (k - 1))
+/ p0 exactly.
 
 Recorded per checkpoint: ``train_loss``, ``test_error`` (mean squared over the test set),
 ``test_error_rms`` (its root), ``test_error_max`` (max absolute deviation), ``neuron_size``
@@ -45,6 +50,18 @@ from ..config import ConfigError, Training, batched, refuse_float32_underflow, s
 from . import Family
 
 
+PAD_N = 8  # gradient flow: training sets padded to a multiple of this many samples
+
+
+def padded_n(cfg) -> int:
+    """The training set's array size. Gradient flow pads it to a multiple of PAD_N with
+    masked samples, so that runs with nearby n share one compiled program (compiling a
+    flow program takes seconds); gradient descent and Adam use n itself."""
+    if cfg.optimizer != "flow":
+        return cfg.n_train
+    return -(-cfg.n_train // PAD_N) * PAD_N
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config(Training):
     """The configuration of one ``single_neuron`` run: the engine's fields (``Training``,
@@ -65,14 +82,19 @@ class Config(Training):
     target_b: tuple[float, ...] = static((1.0,), doc="target biases b*_j")
     sampling: str = static("fixed", choices=("fixed", "gaussian", "uniform"), doc="input law")
     input_range: float = static(2.0, minimum=0.0, doc="r: inputs in [-r, r] (fixed, uniform)")
-    n_train: int = static(6, minimum=1, doc="number of training samples n")
+    n_train: int = static(6, minimum=1, bucket=padded_n,
+                          doc="number of training samples n")
     n_test: int = static(1000, minimum=1, doc="number of test samples")
-    loss: str = static("sum", choices=("sum", "mean"), doc="sum (the study's) or mean over samples")
+    loss: str = static("sum", choices=("sum", "mean", "mse"),
+                       doc="1/2 sum (the study's), 1/2 mean, or mean of squares (PyTorch's "
+                           "MSELoss)")
     record_params: bool | None = static(None, doc="record a, w, b (default: when width <= 8)")
     function_points: int = static(0, minimum=0, doc="grid points of the final learned function (d=1)")
     function_range: float = static(5.0, minimum=0.0, doc="the grid spans [-function_range, function_range]")
     init_scale: float = batched(1e-10, minimum=0.0, doc="std of every initial parameter")
     imbalance: float | None = batched(None, minimum=0.0, doc="prescribed c~ in [0, 1] (width 2)")
+    c_profile: tuple[float, ...] | None = static(
+        None, doc="prescribed C_k / C_1 = (p0 + p1 (k - 1)) / p0 for [p0, p1] (width >= 2)")
     data_seed: int | None = batched(None, minimum=0, doc="seed of the data streams (default: seed)")
     recovery_threshold: float = batched(1e-8, positive=True, doc="recovered: test_error below this")
 
@@ -100,6 +122,12 @@ class Config(Training):
                 raise ConfigError(f"'imbalance' (prescribed c~) needs width = 2, got {cfg.width}")
             if not 0.0 <= cfg.imbalance <= 1.0:
                 raise ConfigError(f"'imbalance' must lie in [0, 1], got {cfg.imbalance}")
+        if cfg.c_profile is not None:
+            if len(cfg.c_profile) != 2 or cfg.c_profile[0] == 0:
+                raise ConfigError(f"'c_profile' must be [p0, p1] with p0 != 0, got "
+                                  f"{list(cfg.c_profile)}")
+            if cfg.width < 2 or cfg.imbalance is not None:
+                raise ConfigError("'c_profile' needs width >= 2 and no 'imbalance'")
         refuse_float32_underflow(cfg, "init_scale")
 
 
@@ -141,12 +169,19 @@ def c_coeffs(cfg, params, g):
 
 
 # ---------------------------------------------------------------- data, init, loss, observables
-def _inputs(cfg, data_seed, dtype):
-    """Training and test inputs, (n_train, d) and (n_test, d)."""
+def _inputs(cfg, bp, dtype):
+    """Training and test inputs, (n_train, d) and (n_test, d); ``cfg.n_train`` is the
+    padded size (``padded_n``), ``bp["n_train"]`` the true one."""
     r, shape = cfg.input_range, (cfg.input_dim,)
+    data_seed = bp["data_seed"]
     if cfg.sampling == "fixed":
-        return (jnp.linspace(-r, r, cfg.n_train, dtype=dtype)[:, None],
-                jnp.linspace(-r, r, cfg.n_test, dtype=dtype)[:, None])
+        if cfg.optimizer == "flow":  # padded: the true n is a per-run number
+            n = bp["n_train"]
+            i = jnp.arange(cfg.n_train, dtype=dtype)
+            x = jnp.where(n > 1, -r + (2 * r) * i / jnp.maximum(n - 1, 1), -r)
+        else:
+            x = jnp.linspace(-r, r, cfg.n_train, dtype=dtype)
+        return x[:, None], jnp.linspace(-r, r, cfg.n_test, dtype=dtype)[:, None]
     if cfg.sampling == "gaussian":
         draw = lambda k: jax.random.normal(k, shape, dtype)  # noqa: E731
     else:
@@ -158,10 +193,13 @@ def _inputs(cfg, data_seed, dtype):
 
 def setup(cfg, bp):
     dtype = jnp.dtype(cfg.dtype)
-    x, x_test = _inputs(cfg, bp["data_seed"], dtype)
+    x, x_test = _inputs(cfg, bp, dtype)
+    # the training samples beyond the true n (padding, gradient flow only) weigh 0
+    mask = (jnp.arange(cfg.n_train) < bp["n_train"]).astype(dtype)
     y = target(cfg, x)
-    data = {"x": x, "y": y, "x_test": x_test, "y_test": target(cfg, x_test)}
-    g = data_vector(cfg, x, y)
+    data = {"x": x, "y": y, "mask": mask, "n": bp["n_train"].astype(dtype),
+            "x_test": x_test, "y_test": target(cfg, x_test)}
+    g = data_vector(cfg, x, y * mask)
 
     m, d = cfg.width, cfg.input_dim
     # one draw of standard normals for (a, w, b), then scaled: neighbouring init scales share
@@ -178,15 +216,31 @@ def setup(cfg, bp):
         factor = jnp.where(c[1] != 0, bp["imbalance"] * c[0] / jnp.where(c[1] != 0, c[1], 1), 0)
         scale = jnp.stack([jnp.ones((), dtype), factor.astype(dtype)])
         params = {k: v * (scale if v.ndim == 1 else scale[:, None]) for k, v in params.items()}
+    if cfg.c_profile is not None:
+        c = c_coeffs(cfg, params, g)
+        p0, p1 = cfg.c_profile
+        want = c[0] * (p0 + p1 * jnp.arange(m, dtype=dtype)) / p0
+        scale = jnp.where(c != 0, want / jnp.where(c != 0, c, 1), 0).at[0].set(1)
+        params = {k: v * (scale if v.ndim == 1 else scale[:, None]) for k, v in params.items()}
     c = c_coeffs(cfg, params, g)
     info = {"c_coeff": c, "imbalance_ratio": c / jnp.linalg.norm(c), "g_norm": jnp.linalg.norm(g)}
     return params, data, info
 
 
+def residuals(cfg, params, data):
+    """f(x_i) - y_i over the training set (0 for padding); every loss is a multiple of
+    1/2 |r|^2."""
+    return (predict(cfg, params, data["x"]) - data["y"]) * data["mask"]
+
+
 def loss(cfg, params, data):
-    r = predict(cfg, params, data["x"]) - data["y"]
+    r = residuals(cfg, params, data)
     total = 0.5 * jnp.sum(r * r)
-    return total / cfg.n_train if cfg.loss == "mean" else total
+    if cfg.loss == "mean":
+        return total / data["n"]
+    if cfg.loss == "mse":
+        return 2.0 * total / data["n"]
+    return total
 
 
 def _records_params(cfg):
@@ -245,4 +299,5 @@ DESCRIBE = {
 }
 
 FAMILY = Family(name="single_neuron", Config=Config, setup=setup, loss=loss, observe=observe,
-                finalize=finalize, predict=predict, dims=DIMS, coords=coords, describe=DESCRIBE)
+                finalize=finalize, predict=predict, dims=DIMS, coords=coords, describe=DESCRIBE,
+                residuals=residuals)

@@ -30,7 +30,7 @@ DPI = 130
 # plot labels: one name per concept, the Dataset's own dim names
 LABELS = {"imbalance": "imbalance c~", "n_train": "n_train", "init_scale": "init_scale",
           "step": "step", "seed": "seed", "data_seed": "data_seed", "width": "width",
-          "learning_rate": "learning_rate"}
+          "learning_rate": "learning_rate", "time": "time"}
 THRESHOLD_NAMES = {"optimistic": "optimistic", "separation_q2": "separation Q2",
                    "separation_q1": "separation Q1", "all_perfect": "all minima perfect"}
 ROLES = ("x", "panel", "hue", "points")
@@ -136,7 +136,7 @@ def error_vs(ds, spec: dict) -> Figure:
     drawn dashed; log y; ``xscale = "log"`` for a log x; when x is n_train the optimistic and
     separation sizes are vertical lines, when the panels are n_train their titles name them."""
     y = spec.get("y", "test_error")
-    x = spec.get("x") or next(d for d in ds[y].dims if d != "step")
+    x = spec.get("x") or next(d for d in ds[y].dims if d not in analysis.CHECKPOINT_DIMS)
     panel, hue, points = spec.get("panel"), spec.get("hue"), spec.get("points")
     da = analysis.final(ds[y]).astype(float)
     roles = [d for d in (x, panel, hue, points) if d]
@@ -161,6 +161,11 @@ def error_vs(ds, spec: dict) -> Figure:
         reduced = f"{how} over {', '.join(over)} of"
     clip = threshold_of(ds, spec)
     shown = da.clip(min=clip)
+    # runs stopped by a budget while still converging: open circles (analysis.outcome)
+    unresolved = None
+    rec = "polished_recovered" if y.startswith("polished_") else "recovered"
+    if rec in ds and "converged" in ds:
+        unresolved = analysis.outcome(ds, recovered=rec) == "unresolved"
 
     panels = list(da[panel].values) if panel else [None]
     hues = list(da[hue].values) if hue else [None]
@@ -206,6 +211,20 @@ def error_vs(ds, spec: dict) -> Figure:
             for xv, k in zip(xs[nbad > 0], nbad[nbad > 0]) if (nbad > 0).sum() <= 8 else ():
                 ax.annotate(str(int(k)), (xv, 0.97), xycoords=top, xytext=(3, -3),
                             textcoords="offset points", fontsize=6, color="tab:red")
+        if unresolved is not None and not over:
+            for hv, color in zip(hues, colors):
+                cur = unresolved.sel({panel: pv}) if panel else unresolved
+                cur = cur.sel({hue: hv}) if hue else cur
+                val = shown.sel({panel: pv}) if panel else shown
+                val = val.sel({hue: hv}) if hue else val
+                rest = [d for d in cur.dims if d != x]
+                m = cur.any(rest).transpose(x).values if rest else cur.transpose(x).values
+                v = val.max(rest).transpose(x).values if rest else val.transpose(x).values
+                if m.any():
+                    ax.scatter(xs[m], v[m], s=36, facecolors="none", edgecolors=color, lw=1.0,
+                               gid="unresolved", zorder=3,
+                               label="unresolved (still converging)" if i == 0 and hv == hues[0]
+                               else None)
         ax.axhline(clip, color="gray", ls="--", lw=1.0, gid="clip",
                    label=f"recovery threshold {clip:g}" if i == 0 else None)
         if x == "n_train":
@@ -252,23 +271,25 @@ def _pick_neurons(ds, run: dict, k: int) -> np.ndarray:
 
 
 def dynamics(ds, spec: dict) -> Figure:
-    """Training loss and parameters against the step, one colour per value of ``hue``
-    (default ``init_scale``). Top row raw, bottom row after the small-initialization time shift
-    (analysis.time_shifted_step: log(1/alpha) / log(1 + eta s'(0) |g|) steps for GD). Columns:
-    the loss (log y), then a, w, b per neuron when recorded (times sign(C_1), which folds the
-    mirror image of an odd activation onto the rest), else ``neuron_size`` of the ``neurons``
-    (default 3) neurons with the largest initial |C_k| (log y). Steps shown up to ``xmax``
-    (default: twice the last step with a loss above 1e-3 of its start). Other dims: their
-    first value."""
+    """Training loss and parameters against the step (gradient flow: the time), one colour
+    per value of ``hue`` (default ``init_scale``). Top row raw, bottom row after the
+    small-initialization time shift (analysis.time_shifted: log(1/alpha) / log(1 + eta s'(0)
+    |g|) steps for GD, log(1/alpha) / (s'(0) |g|) for flow). Columns: the loss (log y), then
+    a, w, b per neuron when recorded (times sign(C_1), which folds the mirror image of an odd
+    activation onto the rest), else ``neuron_size`` of the ``neurons`` (default 3) neurons
+    with the largest initial |C_k| (log y). ``xscale = "log"``: the whole budget on a
+    symmetric-log axis (linear below 10); else the axis ends at ``xmax`` (default: twice the
+    last step with a loss above 1e-3 of its start). Other dims: their first value."""
     hue = spec.get("hue", "init_scale")
-    others = {d: 0 for d in ds["train_loss"].dims if d not in ("step", hue)}
+    clock = analysis.checkpoint_dim(ds["train_loss"])
+    others = {d: 0 for d in ds["train_loss"].dims if d not in (clock, hue)}
     sub = ds.isel(others) if others else ds
-    optimizer = spec.get("optimizer", setting(ds, "optimizer", "gd"))
-    rule = {"gd": "log(1/alpha)/log(1+eta|g|)", "flow": "log(1/alpha)/(eta|g|)"}.get(optimizer)
+    optimizer = "flow" if clock == "time" else spec.get("optimizer", setting(ds, "optimizer", "gd"))
+    rule = {"gd": "log(1/alpha)/log(1+eta|g|)", "flow": "log(1/alpha)/|g|"}.get(optimizer)
     shifted = None
     if rule:
-        # slope s'(0) and the loss (sum or mean) come from the sweep's settings
-        shifted = analysis.time_shifted_step(sub, optimizer=optimizer)
+        # slope s'(0) and the loss (sum, mean or mse) come from the sweep's settings
+        shifted = analysis.time_shifted(sub)
     params = [v for v in ("a", "w", "b") if v in sub and bool(sub[v].notnull().any())]
     cols = ["train_loss"] + (params or ["neuron_size"])
     nrows = 2 if shifted is not None else 1
@@ -279,8 +300,10 @@ def dynamics(ds, spec: dict) -> Figure:
     ls = ["-", "--", ":", "-."]
     if params:
         sign = np.sign(sub["c_coeff"].isel(neuron=0)).where(lambda s: s != 0, 1.0)
-    steps = sub["step"].values.astype(float)
-    xmax = float(spec["xmax"]) if spec.get("xmax") else _active_until(sub)
+    steps = sub[clock].values.astype(float)
+    logx = spec.get("xscale") == "log"
+    xmax = (float(spec["xmax"]) if spec.get("xmax") else
+            steps[-1] if logx else _active_until(sub))
     for hv, color in zip(hues, colors):
         run = {hue: list(sub[hue].values).index(hv)} if hv is not None else {}
         one = sub.isel(run)
@@ -309,14 +332,15 @@ def dynamics(ds, spec: dict) -> Figure:
     for r in range(nrows):
         for c, var in enumerate(cols):
             ax = axes[r, c]
+            if logx:  # linear through the escape (about +-100 steps around 0 once shifted)
+                ax.set_xscale("symlog", linthresh=10 if r == 0 else 100)
             if r == 0:
-                ax.set_xscale("symlog", linthresh=10) if spec.get("xscale") == "log" else None
                 ax.set_xlim(0, xmax)
-                ax.set_xlabel("step")
+                ax.set_xlabel(clock)
             else:
-                lo = float(np.nanmin(shifted.sel(step=0).values)) if shifted is not None else 0
+                lo = float(np.nanmin(shifted.isel({clock: 0}).values)) if shifted is not None else 0
                 ax.set_xlim(lo, xmax - max(lo, -xmax))
-                ax.set_xlabel(f"step - {rule} (shifted)")
+                ax.set_xlabel(f"{clock} - shift")
             name = _var_label(ds, var)
             if var in ("a", "w", "b"):
                 name = f"sign(C_1) x {name}"
@@ -328,7 +352,8 @@ def dynamics(ds, spec: dict) -> Figure:
         axes[0, 1].legend([Line2D([], [], color="k", ls=ls[j % 4]) for j in range(len(neurons))],
                           names, fontsize=6)
     fixed = ", ".join(f"{d} = {_fmt(sub[d].values)}" for d in others if d in sub.coords)
-    text = f"raw (top) and shifted by {rule} steps (bottom)" if rule else "raw"
+    unit = "steps" if clock == "step" else "time"
+    text = f"raw (top) and shifted by {rule} {unit} (bottom)" if rule else "raw"
     _title(fig, ds, text + (f"; {fixed}" if fixed else ""))
     return fig
 
@@ -337,8 +362,9 @@ def _active_until(ds) -> float:
     """A step range that shows the escape and the fast fall: twice the last step at which a
     run's loss is still above 1e-3 of its initial value (the slow tail after it is cut)."""
     loss = ds["train_loss"]
-    steps = ds["step"].values.astype(float)
-    high = (loss > 1e-3 * loss.isel(step=0)).any([d for d in loss.dims if d != "step"]).values
+    clock = analysis.checkpoint_dim(loss)
+    steps = ds[clock].values.astype(float)
+    high = (loss > 1e-3 * loss.isel({clock: 0})).any([d for d in loss.dims if d != clock]).values
     end = steps[np.nonzero(high)[0].max()] if high.any() else steps[-1]
     return float(min(steps[-1], max(2.0 * end, 10.0)))
 
@@ -348,8 +374,11 @@ def endpoints(ds, spec: dict) -> Figure:
     """Width-2 end points: the final (a_1, a_2) coloured by c~ (analysis.imbalance_of) with the
     Q1 line a_1 + a_2 = a* and the Q2 lines a_1 = 0, a_2 = 0; |C1/C2| against ``x`` (default:
     the first dim, e.g. seed; log y) coloured by the branch reached (analysis.branch, tolerances
-    ``a_tol``, ``match_tol``); and the final (w_1, w_2) coloured by branch."""
-    a = analysis.final(ds["a"])
+    ``a_tol``, ``match_tol``); and the final (w_1, w_2) coloured by branch. ``at =
+    "polished"``: the same for the polished end points (``polish = true``)."""
+    at = spec.get("at", "final")  # or "polished": the end points of the polish
+    pre = "polished_" if at == "polished" else ""
+    a = analysis.final(ds[f"{pre}a"])
     lead = [d for d in a.dims if d != "neuron"]
     x = spec.get("x") or (lead[0] if lead else None)
     ctil = analysis.imbalance_of(ds)
@@ -357,7 +386,7 @@ def endpoints(ds, spec: dict) -> Figure:
     kw = {k: spec[k] for k in ("a_tol", "match_tol") if k in spec}
     target_a = float((setting(ds, "target_a", (1.0,)) or (1.0,))[0])
     br = analysis.branch(ds, target_a=target_a, target_b=float(
-        (setting(ds, "target_b", (1.0,)) or (1.0,))[0]), **kw)
+        (setting(ds, "target_b", (1.0,)) or (1.0,))[0]), at=at, **kw)
     flat = lambda v: np.asarray(v.transpose(*lead, ...).values).reshape(-1)  # noqa: E731
     a1, a2 = flat(a.isel(neuron=0)), flat(a.isel(neuron=1))
     fig, axes = _new(1, 3, w=3.9, h=3.2)
@@ -377,7 +406,7 @@ def endpoints(ds, spec: dict) -> Figure:
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="final a_1", ylabel="final a_2")
     ax.set_title("end points (output weights)", fontsize=9)
     ax.legend(fontsize=6, loc="lower left")
-    palette = {"Q1": "tab:blue", "Q2": "tab:orange", "none": "tab:gray"}  # none: not converged too
+    palette = {"Q1": "tab:blue", "Q2": "tab:orange", "converging": "tab:green", "none": "tab:gray"}
     bflat = flat(br)
     ax = axes[0, 1]
     xs = flat(ds[x].broadcast_like(ratio)) if x else np.arange(bflat.size)
@@ -392,7 +421,7 @@ def endpoints(ds, spec: dict) -> Figure:
     ax.set_title(f"branch reached ({tol})" if tol else "branch reached", fontsize=9)
     ax.legend(fontsize=6)
     ax = axes[0, 2]
-    w = analysis.final(ds["w"]).isel(input=0)
+    w = analysis.final(ds[f"{pre}w"]).isel(input=0)
     for name, color in palette.items():
         m = bflat == name
         ax.scatter(flat(w.isel(neuron=0))[m], flat(w.isel(neuron=1))[m], s=10, color=color,
@@ -400,7 +429,8 @@ def endpoints(ds, spec: dict) -> Figure:
     ax.set(xlabel="final w_1", ylabel="final w_2")
     ax.set_title("end points (input weights)", fontsize=9)
     ax.legend(fontsize=6)
-    _title(fig, ds, "end points of GD by initial imbalance and branch")
+    where = {"final": "end points", "polished": "polished end points"}[at]
+    _title(fig, ds, f"{where} by initial imbalance and branch")
     return fig
 
 
@@ -478,11 +508,13 @@ def run_figure(ds) -> Figure:
         return curves(ds, {"vars": [v for v in RUN_CURVES if v in ds],
                            "title": f"one run, {int(ds.stop_step)} steps"})
     fig, axes = _new(1, 2)
-    step = np.maximum(ds.step.values, 0.5)  # step 0 shown at 0.5 on the log axis
+    clock = analysis.checkpoint_dim(ds["train_loss"])
+    grid = ds[clock].values.astype(float)
+    step = np.maximum(grid, grid[1] / 2 if len(grid) > 1 else 0.5)  # the start on a log axis
     ax = axes[0, 0]
     for var in ("train_loss", "test_error"):
         ax.plot(step, ds[var].values, label=_var_label(ds, var))
-    ax.set(xscale="log", yscale="log", xlabel=label("step"), title="losses")
+    ax.set(xscale="log", yscale="log", xlabel=label(clock), title="losses")
     ax.legend(fontsize=7)
     ax = axes[0, 1]
     names = [v for v in ("a", "w", "b") if v in ds] or ["neuron_size"]
@@ -490,10 +522,11 @@ def run_figure(ds) -> Figure:
         values = ds[var].values.reshape(len(step), -1)[:, :8]  # at most 8 curves a variable
         for k in range(values.shape[1]):
             ax.plot(step, values[:, k], label=f"{var}[{k}]")
-    ax.set(xscale="log", xlabel=label("step"), title="parameters" if names[0] != "neuron_size"
+    ax.set(xscale="log", xlabel=label(clock), title="parameters" if names[0] != "neuron_size"
            else _var_label(ds, "neuron_size"))
     ax.legend(fontsize=6, ncols=2)
-    _title(fig, ds, f"stop_step {int(ds.stop_step)}")
+    _title(fig, ds, f"stop_step {int(ds.stop_step)}" + (
+        f", stop_time {float(ds.stop_time):.3g}" if clock == "time" else ""))
     return fig
 
 
@@ -524,7 +557,7 @@ def figure(ds, spec: dict) -> Figure:
 
 def default_specs(ds) -> list[dict]:
     """error_vs over the first swept dim, when a sweep lists no figure."""
-    dims = [d for d in ds["test_error"].dims if d != "step"]
+    dims = [d for d in ds["test_error"].dims if d not in analysis.CHECKPOINT_DIMS]
     name = ds.attrs.get("title", "sweep")
     spec = {"kind": "error_vs", "file": f"{name}.png"}
     if dims:

@@ -168,7 +168,9 @@ def curves(ds, spec: dict):
     cols = int(spec.get("cols", min(3, len(names))))
     rows = -(-len(names) // cols)
     fig, axes = _new(rows, cols, w=3.3, h=2.7)
-    step = np.maximum(ds.step.values, 0.5)  # step 0 at 0.5 on the log axis
+    clock = analysis.checkpoint_dim(ds["train_loss"])
+    grid = ds[clock].values.astype(float)
+    step = np.maximum(grid, grid[1] / 2 if len(grid) > 1 else 0.5)  # the start on a log axis
     colors = _colors(len(hues), spec.get("cmap", "viridis"))
     logy = set(spec.get("logy", names))
     for i, var in enumerate(names):
@@ -178,9 +180,9 @@ def curves(ds, spec: dict):
             da = da.sel(bank=1)
         for c, hv in zip(colors, hues):
             sub = da.sel({hue: hv}) if hue else da
-            rest = [d for d in sub.dims if d != "step"]
+            rest = [d for d in sub.dims if d != clock]
             if not hue and rest and all(ds.sizes[d] <= 64 for d in rest):
-                lines = sub.transpose("step", *rest).values.reshape(len(step), -1)
+                lines = sub.transpose(clock, *rest).values.reshape(len(step), -1)
                 ax.plot(step, lines, color="tab:blue", lw=0.6, alpha=0.6)
                 continue
             mean = sub.mean(rest).values if rest else sub.values
@@ -190,7 +192,7 @@ def curves(ds, spec: dict):
                                 lw=0)
         positive = np.all(np.asarray(da.values)[np.isfinite(da.values)] > 0)
         ax.set(xscale="log", yscale="log" if (var in logy and positive) else "linear",
-               xlabel=label("step"), title=_var_label(ds, var))
+               xlabel=label(clock), title=_var_label(ds, var))
         ax.title.set_fontsize(8)
     for j in range(len(names), rows * cols):
         axes[j // cols, j % cols].set_visible(False)
