@@ -15,15 +15,18 @@ from twolayer import plots, presets
 
 os.environ.setdefault("TWOLAYER_PROGRESS", "0")
 
-EXPECTED_DIMS = {  # the swept dims, in spec order, then step
+EXPECTED_DIMS = {  # the swept dims, in spec order, then step (gradient flow: time)
     "fig1-fixed": ("n_train", "init_scale", "seed", "step"),
     "fig1-random": ("n_train", "init_scale", "seed", "step"),
     "fig2": ("init_scale", "step"),
     "fig3": ("seed", "step"),
+    "fig3-flow": ("seed", "time"),
     "fig4": ("n_train", "data_seed", "imbalance", "step"),
+    "fig4-flow": ("n_train", "data_seed", "imbalance", "time"),
     "fig5": ("init_scale", "step"),
     "fig6": ("width", "step"),
     "fig9": ("data_seed", "imbalance", "n_train", "step"),
+    "fig9-flow": ("n_train", "data_seed", "imbalance", "time"),
     "kou2023-heatmap": ("input_dim", "signal_norm", "seed", "step"),
     "kou2023-demo": ("seed", "step"),
     "init-matters-dynamics": ("output_init_scale", "seed", "step"),
