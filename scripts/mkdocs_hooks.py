@@ -27,7 +27,7 @@ MARKER = re.compile(r"<!-- twolayer:(\w+)(?: (\w+))? -->")
 # The smallest run of each family that records every variable it can record.
 TINY_RUNS = {
     "single_neuron": dict(width=2, n_train=3, n_test=20, max_steps=5, n_checkpoints=3,
-                          imbalance=0.5, record_params=True, function_points=5),
+                          imbalance=0.5, record_params=True, function_points=5, polish=True),
     "patch_cnn": dict(input_dim=8, n_train=4, n_test=10, width=2, max_steps=5,
                       n_checkpoints=3, record_filters=True, record_samples=True,
                       record_coefficients=True),
@@ -76,9 +76,34 @@ def options(family: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def engine_variables() -> str:
+    """The variables the engine adds to every family's runs: read off a gradient-descent run
+    with polish and a gradient-flow run of single_neuron."""
+    import twolayer
+    from twolayer.train import ENGINE_DESCRIBE
+
+    runs = {"gradient descent, Adam": twolayer.run(progress=False, **TINY_RUNS["single_neuron"]),
+            "gradient flow": twolayer.run(progress=False, optimizer="flow", max_time=1.0,
+                                          **{k: v for k, v in TINY_RUNS["single_neuron"].items()
+                                             if k not in ("max_steps", "polish")})}
+    seen = {}
+    for kind, ds in runs.items():
+        for name, da in ds.data_vars.items():
+            if name in ENGINE_DESCRIBE:
+                seen.setdefault(name, [da, []])[1].append(kind)
+    rows = [(f"`{n}`", ", ".join(da.dims) or "(per run)", " and ".join(kinds),
+             da.attrs["long_name"]) for n, (da, kinds) in seen.items()]
+    rows.append(("`polished_*`", "(per run)", "polish = true",
+                 "every observable and final result at the polished end point"))
+    return _table(("variable", "dims beyond the sweep's axes", "runs", "meaning"), rows)
+
+
+@functools.lru_cache(maxsize=None)
 def variables(family: str) -> str:
     import twolayer
 
+    if family == "engine":
+        return engine_variables()
     ds = twolayer.run(family, progress=False, **TINY_RUNS[family])
     rows = []
     for name, da in ds.data_vars.items():

@@ -61,7 +61,7 @@ CASES = [
     ("fixed-and-axis", edit("width = 2", "width = 2\nimbalance = 0.5"), SWEEP, None,
      "both a fixed setting and an axis"),
     ("bad-choice", edit("max_steps = 50", 'max_steps = 50\noptimizer = "sgd"'), SWEEP, None,
-     "'optimizer' must be one of gd, adam"),
+     "'optimizer' must be one of gd, adam, flow"),
     ("out-of-range", edit("imbalance = [0.0, 1.0]", "imbalance = [0.0, 2.0]"), SWEEP, None,
      "'imbalance' must lie in [0, 1]"),
     ("unknown-activation", edit("width = 2", 'width = 2\nactivation = "sigmoidal"'), SWEEP,
@@ -111,6 +111,18 @@ CASES = [
      "need input_dim > n_train + 1 = 21"),
     ("cnn-bad-pooling", None, ("run", "--family", "patch_cnn", "--pooling", "max"), None,
      "'pooling' must be one of sum, mean"),
+    ("flow-setting-with-gd", edit("max_steps = 50", "max_steps = 50\nrtol = 1e-6"), SWEEP,
+     None, "'rtol' applies to optimizer = 'flow' only"),
+    ("flow-too-large", edit("width = 2", "width = 1000").replace(
+        "imbalance = [0.0, 1.0]", "seed = [0, 1]").replace(
+        "max_steps = 50", 'max_steps = 50\noptimizer = "flow"'), SWEEP, None,
+     "at most 2048 parameters"),
+    ("flow-bad-solver", None, ("run", "--optimizer", "flow", "--solver", "rk4"), None,
+     "'solver' must be one of"),
+    ("flow-switch-above-one", None, ("run", "--optimizer", "flow", "--tail_switch", "2"), None,
+     "'tail_switch' must be <= 1.0"),
+    ("polish-without-residuals", None, ("run", "--family", "patch_cnn", "--polish", "true"),
+     None, "polish = true needs a least-squares family"),
 ]
 
 
