@@ -1,13 +1,14 @@
 """The Python API: ``run``, ``sweep``, ``reproduce``, ``load``."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import xarray as xr
 
 from . import store
 from . import sweeps as _sweep
-from .config import make_config
+from .config import make_config, to_dict
 from .families import get as get_family
 
 
@@ -27,7 +28,8 @@ def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Datas
     ds = train_group(fam, [cfg], progress=progress, desc="run").isel(run=0)
     spec = _sweep.load_spec({"name": "run", "family": family,
                              **_split_sections(fam, settings)})
-    ds.attrs.update(store.provenance(spec), scale="")
+    settings_attrs, _ = store.settings_attrs([json.loads(json.dumps(to_dict(cfg), default=str))])
+    ds.attrs = {**settings_attrs, **store.provenance(spec), "scale": ""}
     return ds
 
 

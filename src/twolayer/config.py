@@ -42,17 +42,19 @@ def static(default, *, section="base", choices=None, minimum=None, positive=Fals
 
 
 def batched(default, *, section="base", minimum=None, maximum=None, positive=False, doc="",
-            applies=None):
+            applies=None, default_from=None):
     """A field with a value per run inside one compiled call (a ``dataclasses.field``): runs
     that differ only in batched fields share one program. Its numbers reach the family as
     per-run arrays (``bp[name]``), never through the static config. ``minimum``,
     ``maximum`` and ``positive`` (> 0) are checked by ``make_config``; ``section``, ``doc``
-    and ``applies`` as for ``static``. A value of None means unset: the run's array holds 0 in its place
-    (``data_seed``: the run's ``seed``), and the static config keeps None, so a family can
-    test ``cfg.name is None`` (runs with and without the field set compile separately)."""
+    and ``applies`` as for ``static``. A value of None means unset: the run's array holds 0 in
+    its place, or the value of the field ``default_from`` (e.g. ``data_seed``: the run's
+    ``seed``), and the static config keeps None, so a family can test ``cfg.name is None``
+    (runs with and without the field set compile separately)."""
     return field(default=default, metadata=dict(kind=BATCHED, section=section, choices=None,
                                                 minimum=minimum, maximum=maximum,
-                                                positive=positive, doc=doc, applies=applies))
+                                                positive=positive, doc=doc, applies=applies,
+                                                default_from=default_from))
 
 
 ADAM, FLOW = ("optimizer", ("adam",)), ("optimizer", ("flow",))
@@ -104,6 +106,8 @@ class Training:
     dtype: str = static("float64", section="train", choices=("float64", "float32"),
                         doc="floating point precision of the whole run")
     seed: int = batched(0, section="train", minimum=0, doc="seed of the initialization stream")
+    data_seed: int | None = batched(None, minimum=0, default_from="seed",
+                                    doc="seed of the data streams (default: seed)")
 
 
 # cached per class: a sweep of 10^5 runs validates 10^5 configs

@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import lineax as lx
 from lineax.internal import pack_structures, transpose_packed_structures, unravel_solution
 
+from .linalg import gauss_jordan_inverse
+
 SOLVERS = {"kvaerno3": diffrax.Kvaerno3, "kvaerno4": diffrax.Kvaerno4,
            "kvaerno5": diffrax.Kvaerno5, "implicit_euler": diffrax.ImplicitEuler,
            "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
@@ -50,25 +52,6 @@ PCOEFF, ICOEFF = 0.3, 0.4  # PI step-size control, as diffrax recommends for sti
 KAPPA = 0.1  # chord iterations: stop when the estimated remaining error is below kappa
 DT_FLOOR = 1e-12  # a step below this times max(t, first checkpoint time): the solver failed
 MAX_PARAMETERS = 2048  # dense P x P solves beyond this are refused (cost ~ P^3 per step)
-
-
-def gauss_jordan_inverse(a):
-    """Inverse of a square matrix by Gauss-Jordan elimination with partial pivoting, in
-    plain XLA operations (a loop over the columns): no LAPACK call. A singular matrix gives
-    non-finite entries."""
-    n = a.shape[0]
-    m = jnp.concatenate([a, jnp.eye(n, dtype=a.dtype)], axis=1)
-    rows = jnp.arange(n)
-
-    def column(k, m):
-        p = jnp.argmax(jnp.where(rows >= k, jnp.abs(m[:, k]), -1.0))
-        rk, rp = m[k], m[p]
-        m = m.at[k].set(rp).at[p].set(rk)
-        m = m.at[k].set(m[k] / m[k, k])
-        factor = m[:, k].at[k].set(0.0)
-        return m - factor[:, None] * m[k][None, :]
-
-    return jax.lax.fori_loop(0, n, column, m)[:, n:]
 
 
 class GaussJordan(lx.AbstractLinearSolver):

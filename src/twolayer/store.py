@@ -289,8 +289,65 @@ def _fill_missing(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
     return out
 
 
+JSON_SETTINGS = "json_settings"  # attribute: names of the settings stored as JSON text
+
+
+def _encode(value):
+    """A setting as a netCDF attribute: str, int and float as they are, anything else
+    (bool, None, lists) as JSON text (its name listed in ``json_settings``)."""
+    if isinstance(value, (str, float)) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value, False
+    return json.dumps(value, default=str), True
+
+
+def settings_attrs(configs: list[dict]) -> tuple[dict, list[str]]:
+    """The settings every run shares, as attributes (encoded by ``_encode``), and the
+    names of the settings that differ between runs."""
+    attrs, as_json, varying = {}, [], []
+    for name in configs[0]:
+        values = {json.dumps(c.get(name), sort_keys=True, default=str) for c in configs}
+        if len(values) > 1:
+            varying.append(name)
+            continue
+        value, is_json = _encode(json.loads(values.pop()))
+        attrs[name] = value
+        if is_json:
+            as_json.append(name)
+    attrs[JSON_SETTINGS] = " ".join(as_json)
+    return attrs, varying
+
+
+def _configs_of(ds: xr.Dataset) -> list[dict]:
+    raw = ds.attrs.get("configs")
+    if not isinstance(raw, str):
+        raise ConfigError(f"shard {ds.attrs.get('shard', '?')} holds no run configs")
+    return json.loads(raw)
+
+
+def _run_values(values: list) -> np.ndarray:
+    """One setting's per-run values as a coordinate: numbers or strings as they are,
+    anything else (None, lists) as JSON text."""
+    if all(isinstance(v, (int, float, str)) for v in values) and len({type(v) for v in values}) == 1:
+        return np.asarray(values)
+    return np.asarray([json.dumps(v, default=str) for v in values])
+
+
 def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
-    """Shards (dim ``run``) -> one Dataset whose dims are the swept names plus ``step``."""
+    """Shards (dim ``run``) -> one Dataset whose dims are the swept names plus ``step``.
+
+    The runs' settings go with it: a setting every run shares is an attribute (defaults
+    included; ``setting`` reads it back), one that differs between runs but is not an axis
+    (e.g. a ``data_seed`` that follows ``seed``) is a coordinate over the axes' dims."""
+    configs = [_configs_of(d) for d in datasets]
+    attrs, varying = settings_attrs([c for cs in configs for c in cs])
+    axis_names = {n for a in spec.axes for n in a.names}
+    extra_coords = [n for n in varying if n not in axis_names]
+    labelled = []
+    for d, cs in zip(datasets, configs):
+        d = d.assign_coords({n: ("run", _run_values([c[n] for c in cs])) for n in extra_coords})
+        d.attrs.pop("configs", None)
+        labelled.append(d)
+    datasets = labelled
     ds = xr.concat(_fill_missing(datasets), dim="run", join="outer", data_vars="all",
                    coords="different", compat="equals", combine_attrs="drop_conflicts")
     dims = [a.dim for a in spec.axes]
@@ -307,12 +364,9 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
         ds = ds.transpose(*order)
     else:
         ds = ds.isel(run=0)
-    ds.attrs = provenance(spec)
-    from .analysis import setting
-
-    loss = setting(ds, "loss", None)  # which training loss (e.g. sum or mean) the runs used
-    if isinstance(loss, str) and "train_loss" in ds:
-        ds["train_loss"].attrs["loss"] = loss
+    ds.attrs = {**attrs, **provenance(spec)}
+    if isinstance(attrs.get("loss"), str) and "train_loss" in ds:
+        ds["train_loss"].attrs["loss"] = attrs["loss"]  # which training loss the runs used
     return ds
 
 

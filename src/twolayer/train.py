@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, PartitionSpec as P
 
-from .config import batched_names, bucketed_names, static_part
+from .config import batched_names, bucketed_names, field_specs, static_part
 
 UNROLL = 1  # steps per while-loop iteration (1 measured fastest on CPU)
 BLOCK = 128  # runs per device stepped together (see advance; measured on CPU)
@@ -112,14 +112,13 @@ def _step_sizes(family, cfg, bp, params):
 def _descent(family, cfg):
     """(init_one, [(phase, step_one)], clock) of gradient descent or Adam."""
     opt_init, opt_update = OPTIMIZERS[cfg.optimizer]
-    loss = functools.partial(family.loss, cfg)
 
     def init_one(params, data, bp):
         return {"params": params, "opt": opt_init(params), "step": jnp.zeros((), jnp.int64),
                 "done": jnp.zeros((), bool), "diverged": jnp.zeros((), bool)}
 
     def step_one(state, data, bp, target):
-        value, grads = jax.value_and_grad(lambda p: loss(p, data))(state["params"])
+        value, grads = jax.value_and_grad(lambda p: family.loss(cfg, bp, p, data))(state["params"])
         finite = jnp.isfinite(value)
         active = ~state["done"] & (state["step"] < target)
         stop = active & ((value < bp["loss_tol"]) | ~finite)
@@ -144,7 +143,10 @@ def _flow(family, cfg):
     (``saved``) for the observables, which are computed after training."""
     from . import flow
 
-    loss = functools.partial(family.loss, cfg)
+    # the loss of a run's (data, batched values): what the solver's args carry
+    def loss(params, run):
+        return family.loss(cfg, run[1], params, run[0])
+
     term = flow.vector_field(loss)
     grid = checkpoint_times(cfg.max_time, cfg.n_checkpoints)
     n_ckpt = len(grid)
@@ -154,9 +156,9 @@ def _flow(family, cfg):
                                       _step_sizes(family, cfg, bp, params))
 
     def init_one(params, data, bp):
-        value = loss(params, data)
+        value = loss(params, (data, bp))
         order = flow.SOLVERS[cfg.solver]().order(term)
-        dt = flow.initial_step(term, params, (data, rates(bp, params)), bp["rtol"], bp["atol"],
+        dt = flow.initial_step(term, params, ((data, bp), rates(bp, params)), bp["rtol"], bp["atol"],
                                order)
         bad = ~jnp.isfinite(value)
         saved = jax.tree_util.tree_map(
@@ -177,11 +179,11 @@ def _flow(family, cfg):
             target = jnp.asarray(grid, state["t"].dtype)[nxt]
             keep, y1, t1, dt1, (e1, e2) = flow.attempt(
                 term, name, state["params"], state["t"], state["dt"], target,
-                (data, rates(bp, state["params"])), state["errors"], bp["rtol"], bp["atol"])
+                ((data, bp), rates(bp, state["params"])), state["errors"], bp["rtol"], bp["atol"])
             accept = active & keep
             params = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), y1,
                                             state["params"])
-            value = jnp.where(accept, loss(params, data), state["loss"])
+            value = jnp.where(accept, loss(params, (data, bp)), state["loss"])
             t = jnp.where(accept, t1, state["t"])
             step = state["step"] + accept
             landed = accept & (t >= target)
@@ -221,12 +223,15 @@ def _flow(family, cfg):
 
 # ---------------------------------------------------------------- compiled pieces of one group
 def _program(family, cfg):
-    return _program_cached(family.name, cfg)
+    from .families import version
+
+    return _program_cached(family.name, version(), cfg)
 
 
 @functools.lru_cache(maxsize=64)
-def _program_cached(family_name, cfg):
-    """Compiled functions of one static config (``cfg`` has its batched fields blanked)."""
+def _program_cached(family_name, family_version, cfg):
+    """Compiled functions of one static config (``cfg`` has its batched fields blanked), for
+    one version of the family's registration (a family registered again gets new ones)."""
     from .families import get
     family = get(family_name)
     flow = cfg.optimizer == "flow"
@@ -279,9 +284,9 @@ def _program_cached(family_name, cfg):
         out = jax.lax.map(lambda sdb: loop(*sdb, target, iters), tree_map(split, (state, data, bp)))
         return tree_map(lambda a: a.reshape((n,) + a.shape[2:]), out)
 
-    one = lambda p, d: family.observe(cfg, p, d)  # noqa: E731
+    one = lambda p, d, b: family.observe(cfg, b, p, d)  # noqa: E731
     # flow: every checkpoint's saved parameters of a run at once
-    observe = jax.vmap(jax.vmap(one, in_axes=(0, None)) if flow else one)
+    observe = jax.vmap(jax.vmap(one, in_axes=(0, None, None)) if flow else one)
     # one run at a time: a run's set-up must not depend on how many runs share its device
     # (vmap over 1 or 2 runs gave last-bit differences, so one device vs two differed).
     # A family's setup must not call XLA's CPU LAPACK routines (eigh, qr, triangular
@@ -294,12 +299,12 @@ def _program_cached(family_name, cfg):
                              check_vma=False)
         advance = jax.shard_map(advance, mesh=mesh, in_specs=(P("runs"),) * 3 + (P(), P()),
                                 out_specs=P("runs"), check_vma=False)
-        observe = jax.shard_map(observe, mesh=mesh, in_specs=(P("runs"),) * 2,
+        observe = jax.shard_map(observe, mesh=mesh, in_specs=(P("runs"),) * 3,
                                 out_specs=P("runs"), check_vma=False)
 
     def finish(params, data, bp):
-        out = dict(family.finalize(cfg, params, data, bp))
-        grads = jax.grad(lambda p: family.loss(cfg, p, data))(params)
+        out = dict(family.finalize(cfg, bp, params, data))
+        grads = jax.grad(lambda p: family.loss(cfg, bp, p, data))(params)
         sizes = _step_sizes(family, cfg, bp, grads)
         moved = tree_map(lambda s, g: s / bp["learning_rate"] * g, sizes, grads)
         out["grad_norm"] = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(moved)))
@@ -335,7 +340,7 @@ def _polisher(family, cfg):
                                       _step_sizes(family, cfg, bp, params))
         def fn(p, _):
             p = jax.tree_util.tree_map(lambda m, new, old: old + m * (new - old), mask, p, params)
-            return family.residuals(cfg, p, data)
+            return family.residuals(cfg, bp, p, data)
 
         solver = optx.LevenbergMarquardt(rtol=1e-16, atol=1e-20,
                                          linear_solver=lx.Normal(GaussJordan()))
@@ -347,21 +352,55 @@ def _polisher(family, cfg):
     return polish
 
 
+def _output_shapes(family_name, family_version, cfg, bp):
+    """The parameters' shapes of one static config, after checking (by tracing, without
+    computing) that ``setup``, ``observe`` and ``finalize`` give only declared variables;
+    checked once per static config and family registration."""
+    key = (family_name, family_version, cfg)
+    try:
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return _CHECKED[key]
+    from .families import get
+
+    family = get(family_name)
+
+    def outputs(b):
+        params, data, info = family.setup(cfg, b)
+        return (params, info, family.observe(cfg, b, params, data),
+                family.finalize(cfg, b, params, data))
+
+    params, info, obs, fin = jax.eval_shape(outputs, bp)
+    family.check_outputs(info, "info")
+    family.check_outputs(obs, "observe")
+    family.check_outputs(fin, "finalize")
+    if key is not None:
+        _CHECKED[key] = params
+    return params
+
+
+_CHECKED: dict = {}
+
+
 def check_group(family, cfg) -> None:
-    """Refuse, before any training, a group the engine cannot train: gradient flow with more
-    parameters than ``flow.MAX_PARAMETERS`` (each implicit step solves a dense P x P
-    system), or ``polish`` for a family without residuals."""
+    """Refuse, before any training, a group the engine cannot train: outputs of the family
+    that are not declared variables, gradient flow with more parameters than
+    ``flow.MAX_PARAMETERS`` (each implicit step solves a dense P x P system), or ``polish``
+    for a family without residuals."""
     from .config import ConfigError
 
     if cfg.polish and family.residuals is None:
         raise ConfigError(f"polish = true needs a least-squares family; '{family.name}' gives "
                           f"no residuals")
-    if cfg.optimizer != "flow":
-        return
     from . import flow
+    from .families import version
 
     bp = {k: v[0] for k, v in batched_values([cfg], np.dtype(cfg.dtype)).items()}
-    shapes = jax.eval_shape(lambda b: family.setup(static_part(cfg), b)[0], bp)
+    shapes = _output_shapes(family.name, version(), static_part(cfg), bp)
+    if cfg.optimizer != "flow":
+        return
     size = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(shapes))
     if size > flow.MAX_PARAMETERS:
         raise ConfigError(f"optimizer = 'flow' solves a dense {size} x {size} system per "
@@ -372,10 +411,12 @@ def check_group(family, cfg) -> None:
 def batched_values(cfgs, dtype) -> dict[str, np.ndarray]:
     """Per-run arrays of the batched fields (unset optional fields get a neutral value)."""
     out = {}
+    specs = field_specs(type(cfgs[0]))
     for name in batched_names(type(cfgs[0])) + bucketed_names(type(cfgs[0])):
         vals = [getattr(c, name) for c in cfgs]
-        if name == "data_seed":
-            vals = [c.seed if v is None else v for c, v in zip(cfgs, vals)]
+        source = specs[name].metadata.get("default_from")
+        if source:  # unset: the value of another field (data_seed: the run's seed)
+            vals = [getattr(c, source) if v is None else v for c, v in zip(cfgs, vals)]
         vals = [0 if v is None else v for v in vals]
         kind = np.int64 if isinstance(vals[0], int) and not isinstance(vals[0], bool) else dtype
         out[name] = np.asarray(vals, dtype=kind)
@@ -473,7 +514,7 @@ def _loop_descent(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_
             if state_file is not None and time.monotonic() - saved_at >= state_file.every:
                 state_file.save(_snapshot(i, chunk, idx, settled, obs, final, state, n_runs))
                 saved_at = time.monotonic()
-        o = jax.tree_util.tree_map(np.asarray, prog["observe"](state["params"], data))
+        o = jax.tree_util.tree_map(np.asarray, prog["observe"](state["params"], data, bp))
         host = jax.tree_util.tree_map(np.asarray, state)
         if obs is None:
             obs = {k: np.empty((n_runs, len(grid)) + v.shape[1:], v.dtype) for k, v in o.items()}
@@ -548,7 +589,7 @@ def _loop_flow(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all
                                               later.shape + (1,) * (buf.ndim - 2)),
                                 p[:, None], buf), host["saved"], host["params"])
     obs = jax.tree_util.tree_map(np.asarray, prog["observe"](_pad_runs(saved, idx, real),
-                                                             data))
+                                                             data, bp))
     obs = {k: v[real] for k, v in obs.items()}
     obs["step"] = np.where(later, host["step"][:, None], host["saved_step"])
     final = {k: v for k, v in host.items() if k not in ("saved", "saved_step")}
@@ -586,7 +627,7 @@ def _resume_flow(snap, n_runs, idx, fresh):
 def _polished(prog, params, data, bp) -> dict:
     """Observables and final results at the polished end points, prefixed ``polished_``."""
     new, facts = prog["polish"](params, data, bp)
-    out = {f"polished_{k}": v for k, v in prog["observe_one"](new, data).items()}
+    out = {f"polished_{k}": v for k, v in prog["observe_one"](new, data, bp).items()}
     fin = prog["finalize"](new, data, bp)
     out.update({f"polished_{k}": v for k, v in fin.items() if k != "grad_norm"})
     out.update(facts)
@@ -661,7 +702,7 @@ def _to_dataset(family, cfg0, grid, obs, info, fin, final_state, bp_all) -> xr.D
     dim = "time" if flow else "step"
 
     def dims(name, lead):
-        return lead + family.dims.get(name.removeprefix("polished_"), ())
+        return lead + family.dims(name.removeprefix("polished_"))
 
     ds = xr.Dataset(coords={dim: grid, **family.coords(cfg0)})
     for k, v in obs.items():
@@ -699,9 +740,9 @@ def _to_dataset(family, cfg0, grid, obs, info, fin, final_state, bp_all) -> xr.D
         ds["trend"] = ("run", _trend(obs["test_error"], np.asarray(grid, float),
                                      np.asarray(stop, float)))
     for k in ds.data_vars:
-        label = family.describe.get(k) or ENGINE_DESCRIBE.get(k)
+        label = family.long_name(k) or ENGINE_DESCRIBE.get(k)
         if not label and k.startswith("polished_"):
-            base = family.describe.get(k[9:]) or ENGINE_DESCRIBE.get(k[9:])
+            base = family.long_name(k[9:]) or ENGINE_DESCRIBE.get(k[9:])
             label = f"{base} at the polished end point" if base else None
         if label:
             ds[k].attrs["long_name"] = label

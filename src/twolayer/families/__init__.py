@@ -1,90 +1,89 @@
-"""Experiment families. A family is a bundle of pure functions (no class tree):
+"""The registry of experiment families.
 
-- ``Config``: its frozen config dataclass (derived from ``twolayer.config.Training``);
-- ``setup(cfg, bp) -> (params, data, info)``: one run's data, initial parameters and per-run
-  facts of the initialization; ``cfg`` is the static part, ``bp`` the run's batched values;
-- ``loss(cfg, params, data) -> scalar``: the training objective;
-- ``observe(cfg, params, data) -> dict``: what is recorded at each checkpoint;
-- ``finalize(cfg, params, data, bp) -> dict``: per-run results of the final parameters;
-- ``predict(cfg, params, x)``: the network function (used by the numerical model rank);
-- ``dims``: the named dimensions of every recorded variable beyond ``run`` and ``step``;
-- ``coords(cfg)``: coordinate values of those dimensions, where they have any;
-- ``describe``: a long name per variable, used as the plot label;
-- ``step_sizes(cfg, bp, params) -> pytree`` (optional): a step size per parameter (e.g. an
-  output layer with its own, or 0 when frozen); default: ``learning_rate`` for all.
-- ``residuals(cfg, params, data) -> vector`` (optional): r with the training loss a fixed
-  multiple of 1/2 |r|^2 (least squares); lets ``polish`` run Levenberg-Marquardt.
+A family is a folder ``families/<name>/`` (model, theory, analysis, figures) whose package
+builds one ``twolayer.family.Family`` called ``FAMILY``, made known by one line in
+``pyproject.toml``::
 
-``get`` looks a family up by name: the built-in ones, then those added from Python with
-``register`` (``twolayer.register_family``).
+    [project.entry-points."twolayer.families"]
+    single_neuron = "twolayer.families.single_neuron:FAMILY"
+
+(a family in another package registers the same way, in its own pyproject). Families are
+loaded when first asked for, so naming one does not import the others (nor JAX). From
+Python, ``register`` adds one for this process (``twolayer.register_family``).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import functools
+from importlib import import_module
+from importlib.metadata import entry_points
 
 from ..config import ConfigError
+from ..family import Family
 
-
-class Family(NamedTuple):
-    """A family's functions and tables; the module docstring describes each field."""
-
-    name: str
-    Config: type
-    setup: Callable
-    loss: Callable
-    observe: Callable
-    finalize: Callable
-    predict: Callable
-    dims: dict
-    coords: Callable
-    describe: dict
-    step_sizes: Callable | None = None
-    residuals: Callable | None = None
-
-
-def _builtins() -> dict[str, Family]:
-    from . import patch_cnn, single_neuron
-    return {f.name: f for f in (single_neuron.FAMILY, patch_cnn.FAMILY)}
-
+GROUP = "twolayer.families"
+DEFAULT = "single_neuron"  # the family of a spec or Dataset that names none
 
 # families added from Python by ``register`` (this process only)
 _REGISTERED: dict[str, Family] = {}
+_VERSION = [0]  # bumped by every register: compiled programs keyed on it are dropped
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> dict[str, object]:
+    found = {ep.name: ep for ep in entry_points(group=GROUP)}
+    if not found:  # a source tree that is not installed: the folders of this package
+        from pathlib import Path
+
+        here = Path(__file__).parent
+        found = {p.name: f"{__name__}.{p.name}:FAMILY" for p in sorted(here.iterdir())
+                 if (p / "__init__.py").exists()}
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _load_builtin(name: str) -> Family:
+    ep = _entry_points()[name]
+    if isinstance(ep, str):
+        module, attr = ep.split(":")
+        family = getattr(import_module(module), attr)
+    else:
+        family = ep.load()
+    if not isinstance(family, Family):
+        raise ConfigError(f"entry point '{name}' of {GROUP} is not a twolayer Family")
+    if family.name != name:
+        raise ConfigError(f"entry point '{name}' of {GROUP} holds family '{family.name}'")
+    return family.check()
 
 
 def register(family: Family) -> Family:
-    """Make ``family`` available by its name everywhere a built-in family is (``sweep``,
-    ``run``, ``load``, the figures), in this process.
+    """Make ``family`` available by its name everywhere an installed family is (``sweep``,
+    ``run``, ``load``, the figures), in this process, after ``Family.check``.
 
-    A user family is usually a built-in one with some functions replaced, e.g. an ``observe``
+    A user family is often an installed one with some fields replaced, e.g. an ``observe``
     that records one more quantity (see ``examples/add_observable.py``):
-    ``single_neuron.FAMILY._replace(name="mine", Config=Config, observe=observe)``.
-    Its ``Config`` must accept the new name in its ``family`` field (derive the built-in's
-    Config and redeclare ``family``). A built-in name is refused; registering a name again
-    replaces the earlier family, and the engine's compiled programs (cached by family name)
-    are then dropped so that no run uses the old functions. Executors' worker processes
-    (``processes:N``, Dask) do not see a family registered here: use the default in-process
-    executor, or register it in the workers too (at import of a module they load)."""
+    ``get("single_neuron").replace(name="mine", Config=Config, observe=observe,
+    variables=...)``. An installed name is refused; registering a name again replaces the
+    earlier family, and programs compiled for the old one are not used again. Executors'
+    worker processes (``processes:N``, Dask) do not see a family registered here: use the
+    default in-process executor, or register it in the workers too (at import of a module
+    they load), or install it with an entry point."""
     if not isinstance(family, Family):
-        raise TypeError(f"register needs a twolayer.families.Family, got "
+        raise TypeError(f"register needs a twolayer.family.Family, got "
                         f"{type(family).__name__}")
-    name = family.name
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a family's name must be a non-empty string, got {name!r}")
-    if name in _builtins():
-        raise ConfigError(f"family '{name}' is built in and cannot be replaced; register "
-                          f"yours under another name")
-    from ..config import field_specs
-
-    field = field_specs(family.Config).get("family")
-    if field is None or (field.metadata.get("choices") and name not in field.metadata["choices"]):
-        raise ConfigError(f"family '{name}': its Config's 'family' field must accept '{name}' "
-                          f"(redeclare it: family: str = static('{name}', choices=('{name}',)))")
-    old = _REGISTERED.get(name)
-    _REGISTERED[name] = family
-    if old is not None and old is not family:  # programs compiled for the old one are stale
-        from .. import train
-        train._program_cached.cache_clear()
+    family.check()
+    if family.name in _entry_points():
+        raise ConfigError(f"family '{family.name}' is installed and cannot be replaced; "
+                          f"register yours under another name")
+    old = _REGISTERED.get(family.name)
+    _REGISTERED[family.name] = family
+    if old is not None and old is not family:
+        _VERSION[0] += 1
     return family
+
+
+def version() -> int:
+    """Bumped whenever a registered family is replaced (part of compiled programs' keys)."""
+    return _VERSION[0]
 
 
 def registered() -> list[str]:
@@ -99,16 +98,20 @@ def local_only(name) -> bool:
 
 
 def names() -> list[str]:
-    """Every family name: built in and registered."""
-    return sorted({**_builtins(), **_REGISTERED})
+    """Every family name: installed and registered."""
+    return sorted({*_entry_points(), *_REGISTERED})
 
 
-def get(name: str) -> Family:
-    """The family called ``name``: a built-in one, else one added by ``register``;
-    ``ConfigError`` listing every name for an unknown one."""
-    builtins = _builtins()
-    if name in builtins:
-        return builtins[name]
+def get(name: str | None = None) -> Family:
+    """The family called ``name`` (default ``DEFAULT``): an installed one, else one added
+    by ``register``; ``ConfigError`` listing every name for an unknown one."""
+    name = DEFAULT if name is None else name
+    if isinstance(name, str) and name in _entry_points():
+        return _load_builtin(name)
     if name in _REGISTERED:
         return _REGISTERED[name]
     raise ConfigError(f"unknown family '{name}'; allowed: {', '.join(names())}")
+
+
+__all__ = ["Family", "GROUP", "DEFAULT", "register", "registered", "names", "get",
+           "local_only", "version"]

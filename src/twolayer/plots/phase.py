@@ -1,14 +1,14 @@
-"""Figure kinds for phase diagrams and training curves (any family; used by patch_cnn).
+"""Figure kinds for phase diagrams and training curves, for any family.
 
 ``heatmap``: a variable (default the final ``test_error``), averaged over the dims not
 drawn (e.g. ``seed``), over two swept dims ``x`` and ``y``; one panel per value of
-``panel``; theory curves from ``overlays``:
+``panel``; theory curves from the family's ``overlays``:
 
     [[figure]]
     kind = "heatmap"
     x = "input_dim"
     y = "signal_norm"
-    overlays = [{condition = "kou", constant = 1.0}]   # theory.CONDITIONS
+    overlays = [{name = "condition", condition = "kou", constant = 1.0}]   # patch_cnn
 
 Both take ``select = {dim = value}`` to fix swept dims first.
 
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import colors as mcolors
-from matplotlib.lines import Line2D
 
-from .. import analysis, theory
-from . import _colors, _fmt, _new, _title, _var_label, label, setting
+from .. import analysis
+from .common import _colors, _fmt, _new, _title, _var_label, check_overlays, draw_overlays, label
 
 
 def _is_log(values) -> bool:
@@ -45,74 +44,19 @@ def _edges(values, log: bool):
     return np.exp(e) if log else e
 
 
-def _scalar(ds, name, where: dict, default=None):
-    """A setting's single value for one panel: from ``where`` (panel coordinate), else the
-    Dataset (a scalar attribute, the spec, the family default)."""
-    if name in where:
-        return where[name]
-    value = setting(ds, name, default)
-    if hasattr(value, "dims"):  # a swept variable: one value is needed
-        vals = np.unique(np.asarray(value))
-        if len(vals) != 1:
-            return None
-        value = vals[0]
-    return value
-
-
-def _overlay(ax, ds, spec, overlay, where, xs, ys):
-    """Draw the curve Q = C of a benign-overfitting condition over the (x, y) plane."""
-    cond = overlay.get("condition", "kou")
-    constant = float(overlay.get("constant", 1.0))
-    xn, yn = spec["x"], spec["y"]
-    gx = np.geomspace(xs.min(), xs.max(), 200) if _is_log(xs) else np.linspace(xs.min(), xs.max(), 200)
-    gy = np.geomspace(ys.min(), ys.max(), 200) if _is_log(ys) else np.linspace(ys.min(), ys.max(), 200)
-    X, Y = np.meshgrid(gx, gy)
-    kw = {}
-    for name, default in (("n_train", 20), ("input_dim", 200), ("noise_std", 1.0),
-                          ("relu_power", 3.0)):
-        kw[name] = X if xn == name else Y if yn == name else _scalar(ds, name, where, default)
-    for name in ("signal_norm", "snr"):
-        if name in (xn, yn):
-            kw[name] = X if xn == name else Y
-    if "signal_norm" not in kw and "snr" not in kw:
-        for name in ("signal_norm", "snr"):
-            value = _scalar(ds, name, where)
-            if value is not None:
-                kw[name] = value
-                break
-    if any(v is None for v in kw.values()) or ("signal_norm" not in kw and "snr" not in kw):
-        return None
-    if cond != "cao":
-        kw.pop("relu_power")
-    try:
-        Q = theory.benign_quantity(cond, **kw)
-    except ValueError:
-        return None
-    Q = np.broadcast_to(Q, X.shape)
-    if not (np.nanmin(Q) < constant < np.nanmax(Q)):
-        return None
-    style = {"kou": "-", "cao": "--", "small_init": ":"}.get(cond, "-")
-    ax.contour(X, Y, Q, levels=[constant], colors="red", linestyles=style, linewidths=1.6)
-    return Line2D([], [], color="red", linestyle=style,
-                  label=theory.CONDITIONS[cond][0].replace("= C", f"= {constant:g}"))
-
-
 def heatmap(ds, spec: dict):
     """Final ``var`` (default ``test_error``) over the swept dims ``x`` and ``y`` (both
     required), averaged over the other dims (e.g. ``seed``; a ``bank`` dim is read at bank
     +1); one panel per value of ``panel``. ``select = {dim = value}`` fixes dims first.
 
-    ``overlays`` is a list of ``{condition, constant}`` tables: each draws, in red, the curve
-    Q = C of ``theory.CONDITIONS[condition]`` (solid "kou", dashed "cao", dotted
-    "small_init"), Q computed by ``theory.benign_quantity`` from ``x`` and ``y`` and the
-    panel's other settings (``n_train``, ``input_dim``, ``noise_std``, ``relu_power``, the
-    signal as ``signal_norm`` or ``snr``: a panel value, else a value shared by every run,
-    else the family default). An overlay whose settings are not single-valued, or whose
-    curve lies outside the plotted range, is left out. Other keys: ``logx``, ``logy``
+    ``overlays``: the family's overlays to draw on every panel (names or ``{name = ...,
+    options}`` tables; e.g. patch_cnn's ``"condition"``, the curve of a benign-overfitting
+    condition). Other keys: ``logx``, ``logy``
     (default: when the values are log-spaced), ``vmin``, ``vmax``, ``cmap``, ``cols``,
     ``legend`` (its location), ``title``."""
     var = spec.get("var", "test_error")
     xn, yn, pn = spec["x"], spec["y"], spec.get("panel")
+    check_overlays(ds, spec)
     ds = ds.sel(spec.get("select", {}))
     da = analysis.final(ds[var])
     extra = [d for d in da.dims if d not in (xn, yn, pn)]
@@ -135,14 +79,10 @@ def heatmap(ds, spec: dict):
         z = sub.transpose(yn, xn).values
         mesh = ax.pcolormesh(_edges(xs, logx), _edges(ys, logy), z, cmap=spec.get("cmap", "viridis"),
                              norm=norm, shading="flat")
-        handles = []
-        for ov in spec.get("overlays", []):
-            h = _overlay(ax, ds, spec, ov, {pn: pv} if pn else {}, xs, ys)
-            if h is not None:
-                handles.append(h)
+        handles = draw_overlays(ax, ds, spec, {pn: pv} if pn else {})
         ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear",
-               xlabel=label(xn), ylabel=label(yn),
-               title=f"{label(pn)} = {_fmt(pv)}" if pn else _var_label(ds, var))
+               xlabel=label(xn, ds), ylabel=label(yn, ds),
+               title=f"{label(pn, ds)} = {_fmt(pv)}" if pn else _var_label(ds, var))
         if handles:
             ax.legend(handles=handles, fontsize=6, loc=spec.get("legend", "lower right"))
     for k in range(len(panels), rows * cols):
@@ -186,13 +126,13 @@ def curves(ds, spec: dict):
                 ax.plot(step, lines, color="tab:blue", lw=0.6, alpha=0.6)
                 continue
             mean = sub.mean(rest).values if rest else sub.values
-            ax.plot(step, mean, color=c, lw=1.4, label=f"{label(hue)} = {_fmt(hv)}" if hue else None)
+            ax.plot(step, mean, color=c, lw=1.4, label=f"{label(hue, ds)} = {_fmt(hv)}" if hue else None)
             if rest:
                 ax.fill_between(step, sub.min(rest).values, sub.max(rest).values, color=c, alpha=0.15,
                                 lw=0)
         positive = np.all(np.asarray(da.values)[np.isfinite(da.values)] > 0)
         ax.set(xscale="log", yscale="log" if (var in logy and positive) else "linear",
-               xlabel=label(clock), title=_var_label(ds, var))
+               xlabel=label(clock, ds), title=_var_label(ds, var))
         ax.title.set_fontsize(8)
     for j in range(len(names), rows * cols):
         axes[j // cols, j % cols].set_visible(False)

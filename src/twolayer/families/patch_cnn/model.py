@@ -83,9 +83,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import activations, keys
-from ..config import ConfigError, Training, batched, refuse_float32_underflow, static
-from . import Family
+from ... import activations, keys
+from ...config import ConfigError, Training, batched, refuse_float32_underflow, static
+from ...linalg import cholesky_psd, inverse_lower
 
 ACTIVATIONS = ("relu", "relu_power", "leaky_relu")
 
@@ -153,7 +153,6 @@ class Config(Training):
     signal_patch: str = static("random", choices=("random", "first"), doc="which patch holds the signal")
     test_sampling: str = static("projected", choices=("projected", "explicit"),
                                 doc="test noise drawn in the span the network sees, or in full")
-    data_seed: int | None = batched(None, minimum=0, doc="seed of the data streams (default: seed)")
     # network
     width: int = static(10, minimum=1, doc="filters per bank m")
     banks: str = static("class", choices=("class", "single"), doc="one bank per class, or one signed bank")
@@ -203,15 +202,17 @@ def filter_signs(cfg):
     return np.concatenate([np.ones(m), -np.ones(m)]) if cfg.banks == "class" else np.ones(m)
 
 
-def _activation(cfg, data):
+def _activation(cfg, bp):
+    """The activation; its parameter (``relu_power`` q, ``leaky_slope``) is the run's
+    batched value, cast to the inputs' dtype."""
     if cfg.activation == "relu":
         return jax.nn.relu
     if cfg.activation == "relu_power":
-        q = data["relu_power"]
-        return lambda z: jnp.where(z > 0, jnp.maximum(z, 0) ** q, 0.0)
+        q = bp["relu_power"]
+        return lambda z: jnp.where(z > 0, jnp.maximum(z, 0) ** q.astype(z.dtype), 0.0)
     if cfg.activation == "leaky_relu":
-        a = data["leaky_slope"]
-        return lambda z: jnp.where(z > 0, z, a * z)
+        a = bp["leaky_slope"]
+        return lambda z: jnp.where(z > 0, z, a.astype(z.dtype) * z)
     return activations.get(cfg.activation)
 
 
@@ -281,42 +282,6 @@ def _init(cfg, bp, dtype, mask):
     return w0, params
 
 
-# Small dense linear algebra in plain XLA operations (loops over a few dozen rows): XLA's
-# CPU LAPACK calls (qr, eigh, triangular solves) deadlock when batched under shard_map on
-# several host devices (measured, jax 0.10.2), and they are slow when batched over runs.
-def cholesky_psd(g):
-    """Lower L with L L^T = g for a positive semi-definite g (R, R); a pivot at rounding
-    level (a row that depends on the earlier ones) gives a zero column. Rounding leaves such
-    a pivot at about 10 n eps max(diag) (measured), hence the tolerance 100 n eps max(diag):
-    a row whose part independent of the earlier rows is below ~1e-6 of the largest row
-    counts as dependent (L L^T then differs from g by at most the tolerance)."""
-    n = g.shape[0]
-    tol = 100 * n * jnp.finfo(g.dtype).eps * jnp.max(jnp.diagonal(g))
-    idx = jnp.arange(n)
-
-    def body(j, low):
-        v = g[:, j] - low @ low[j]  # columns >= j of low are still zero
-        ok = v[j] > tol
-        col = jnp.where(ok & (idx >= j), v / jnp.sqrt(jnp.where(ok, v[j], 1.0)), 0.0)
-        return low.at[:, j].set(col)
-
-    return jax.lax.fori_loop(0, n, body, jnp.zeros_like(g))
-
-
-def inverse_lower(low):
-    """L^-1 for a lower triangular L by forward substitution; rows and columns of zero
-    pivots are zero (so L^-1 b solves L x = b for any b in L's range)."""
-    n = low.shape[0]
-    eye = jnp.eye(n, dtype=low.dtype)
-
-    def body(i, inv):
-        piv = low[i, i]
-        row = (eye[i] - low[i] @ inv) / jnp.where(piv != 0, piv, 1.0)
-        return inv.at[i].set(jnp.where(piv != 0, row, 0.0))
-
-    return jax.lax.fori_loop(0, n, body, jnp.zeros_like(low))
-
-
 def _unit_rows(a):
     """a with its nonzero rows scaled to norm 1, and the norms (1 for a zero row)."""
     norm = jnp.linalg.norm(a, axis=1)
@@ -366,7 +331,6 @@ def setup(cfg, bp):
 
     data = {"y": y, "y_clean": y_clean, "s": s, "signal_first": first,
             "y_test": yt, "y_test_clean": yt_clean, "s_test": s_t, "signal_first_test": first_t,
-            "relu_power": bp["relu_power"].astype(dtype), "leaky_slope": bp["leaky_slope"].astype(dtype),
             "mu_norm": mu_norm, "basis_norm2": jnp.sum(basis * basis, axis=1)}
     inv_b = inverse_lower(low[:K, :K])  # coordinates of the basis span: Q_b = inv_b U[:K]
     if coefficient_mode(cfg) or cfg.record_coefficients:
@@ -407,9 +371,9 @@ def _dots(cfg, params, data, test=False):
     return data["w0_e"] + c @ data["e_q"], data["w0_noise" + sfx] + c @ data["noise_q" + sfx]
 
 
-def _output(cfg, params, data, w_e, w_xi, s):
+def _output(cfg, bp, params, w_e, w_xi, s):
     """f on N samples from the filters' inner products with both patches."""
-    act = _activation(cfg, data)
+    act = _activation(cfg, bp)
     z_signal, z_noise = w_e @ s.T, w_xi  # (F, N)
     if cfg.bias:
         z_signal, z_noise = z_signal + params["b"][:, None], z_noise + params["b"][:, None]
@@ -425,14 +389,14 @@ def _readout(cfg, params, h):
     return out / cfg.width if cfg.divide_by_width else out
 
 
-def margins(cfg, params, data, test=False):
+def margins(cfg, bp, params, data, test=False):
     w_e, w_xi = _dots(cfg, params, data, test)
     sfx = "_test" if test else ""
-    return data["y" + sfx] * _output(cfg, params, data, w_e, w_xi, data["s" + sfx])
+    return data["y" + sfx] * _output(cfg, bp, params, w_e, w_xi, data["s" + sfx])
 
 
-def loss(cfg, params, data):
-    return jnp.mean(jax.nn.softplus(-margins(cfg, params, data)))
+def loss(cfg, bp, params, data):
+    return jnp.mean(jax.nn.softplus(-margins(cfg, bp, params, data)))
 
 
 def patches(cfg, data, test=False):
@@ -454,8 +418,8 @@ def predict(cfg, params, x):
         z = z + params["b"][:, None, None]
     # the activation's parameter from the (full) config: a static part has none to give
     name = {"relu_power": "relu_power", "leaky_relu": "leaky_slope"}.get(cfg.activation)
-    data = {name: jnp.asarray(float(getattr(cfg, name)), x.dtype)} if name else {}
-    return _readout(cfg, params, jnp.sum(_activation(cfg, data)(z), axis=2))
+    bp = {name: jnp.asarray(float(getattr(cfg, name)), x.dtype)} if name else {}
+    return _readout(cfg, params, jnp.sum(_activation(cfg, bp)(z), axis=2))
 
 
 def step_sizes(cfg, bp, params):
@@ -495,12 +459,12 @@ def coefficients(cfg, params, data):
     return c @ inverse_lower(data["basis_q"])
 
 
-def observe(cfg, params, data):
+def observe(cfg, bp, params, data):
     S = n_directions(cfg)
     w_e, w_xi = _dots(cfg, params, data)
-    m = data["y"] * _output(cfg, params, data, w_e, w_xi, data["s"])
+    m = data["y"] * _output(cfg, bp, params, w_e, w_xi, data["s"])
     w_xi_t = _dots(cfg, params, data, test=True)[1]  # <w_f, e_k> is the same for both
-    f_t = _output(cfg, params, data, w_e, w_xi_t, data["s_test"])
+    f_t = _output(cfg, bp, params, w_e, w_xi_t, data["s_test"])
     v = params["v"]
     j = jnp.asarray(filter_signs(cfg), v.dtype)
     vote = jnp.where(v == 0, j, j * jnp.sign(v))  # the class each filter votes for
@@ -542,42 +506,10 @@ def observe(cfg, params, data):
     return out
 
 
-def finalize(cfg, params, data, bp):
+def finalize(cfg, bp, params, data):
     return {}
 
 
 def coords(cfg):
     return {"bank": np.array([1, -1])}
 
-
-DIMS = {
-    "weight_norm": ("bank",), "output_norm": ("bank",), "signal_learning": ("bank",),
-    "signal_learning_mean": ("bank",), "layer_ratio_filter": ("filter",),
-    "balance_filter": ("filter",), "weight_norm_filter": ("filter",), "output_weight": ("filter",),
-    "margin_sample": ("sample",), "noise_memorization_sample": ("sample",),
-    "signal_coeff": ("filter", "direction"), "noise_coeff": ("filter", "sample"),
-}
-
-DESCRIBE = {
-    "train_loss": "training loss (logistic)", "train_error": "training error",
-    "test_error": "test error (noisy label)", "test_error_clean": "test error (clean label)",
-    "margin_min": "smallest margin y f(x)", "margin_mean": "mean margin y f(x)",
-    "weight_norm": "|W| (per bank)", "output_norm": "|v| (per bank)",
-    "signal_learning": "signal learning max <w, j mu>",
-    "signal_learning_mean": "signal learning mean <w, j mu>",
-    "noise_memorization": "noise memorization max <w_y, xi>",
-    "noise_memorization_mean": "noise memorization mean_i max <w_y, xi_i>",
-    "layer_ratio": "layer ratio |w - w(0)| / |v| (mean)",
-    "layer_ratio_min": "layer ratio (min over filters)", "layer_ratio_max": "layer ratio (max over filters)",
-    "balance": "balance |w|^2 - v^2 (mean)",
-    "layer_ratio_filter": "layer ratio |w - w(0)| / |v|", "balance_filter": "balance |w|^2 - v^2",
-    "weight_norm_filter": "|w|", "output_weight": "output weight v",
-    "margin_sample": "margin y_i f(x_i)", "noise_memorization_sample": "noise memorization of sample i",
-    "signal_coeff": "signal coefficient gamma", "noise_coeff": "noise coefficient rho",
-    "effective_signal_norm": "|mu|", "effective_snr": "SNR |mu| / (sigma_p sqrt(d))",
-    "coefficient_mode": "trained in coefficient mode",
-}
-
-FAMILY = Family(name="patch_cnn", Config=Config, setup=setup, loss=loss, observe=observe,
-                finalize=finalize, predict=predict, dims=DIMS, coords=coords, describe=DESCRIBE,
-                step_sizes=step_sizes)

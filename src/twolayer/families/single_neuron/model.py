@@ -45,9 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import activations, keys
-from ..config import ConfigError, Training, batched, refuse_float32_underflow, static
-from . import Family
+from ... import activations, keys
+from ...config import ConfigError, Training, batched, refuse_float32_underflow, static
 
 
 PAD_N = 8  # gradient flow: training sets padded to a multiple of this many samples
@@ -95,7 +94,6 @@ class Config(Training):
     imbalance: float | None = batched(None, minimum=0.0, doc="prescribed c~ in [0, 1] (width 2)")
     c_profile: tuple[float, ...] | None = static(
         None, doc="prescribed C_k / C_1 = (p0 + p1 (k - 1)) / p0 for [p0, p1] (width >= 2)")
-    data_seed: int | None = batched(None, minimum=0, doc="seed of the data streams (default: seed)")
     recovery_threshold: float = batched(1e-8, positive=True, doc="recovered: test_error below this")
 
     @staticmethod
@@ -227,14 +225,14 @@ def setup(cfg, bp):
     return params, data, info
 
 
-def residuals(cfg, params, data):
+def residuals(cfg, bp, params, data):
     """f(x_i) - y_i over the training set (0 for padding); every loss is a multiple of
     1/2 |r|^2."""
     return (predict(cfg, params, data["x"]) - data["y"]) * data["mask"]
 
 
-def loss(cfg, params, data):
-    r = residuals(cfg, params, data)
+def loss(cfg, bp, params, data):
+    r = residuals(cfg, bp, params, data)
     total = 0.5 * jnp.sum(r * r)
     if cfg.loss == "mean":
         return total / data["n"]
@@ -247,12 +245,12 @@ def _records_params(cfg):
     return cfg.width <= 8 if cfg.record_params is None else cfg.record_params
 
 
-def observe(cfg, params, data):
+def observe(cfg, bp, params, data):
     dev = predict(cfg, params, data["x_test"]) - data["y_test"]
     mse = jnp.mean(dev * dev)
     wb2 = jnp.sum(params["w"] ** 2, axis=1) + (params["b"] ** 2 if cfg.bias else 0.0)
     out = {
-        "train_loss": loss(cfg, params, data),
+        "train_loss": loss(cfg, bp, params, data),
         "test_error": mse,
         "test_error_rms": jnp.sqrt(mse),
         "test_error_max": jnp.max(jnp.abs(dev)),
@@ -268,7 +266,7 @@ def function_grid(cfg):
     return np.linspace(-cfg.function_range, cfg.function_range, cfg.function_points)
 
 
-def finalize(cfg, params, data, bp):
+def finalize(cfg, bp, params, data):
     dev = predict(cfg, params, data["x_test"]) - data["y_test"]
     out = {"recovered": jnp.mean(dev * dev) < bp["recovery_threshold"]}
     if cfg.function_points:
@@ -280,24 +278,3 @@ def finalize(cfg, params, data, bp):
 def coords(cfg):
     return {"x_grid": function_grid(cfg)} if cfg.function_points else {}
 
-
-DIMS = {"neuron_size": ("neuron",), "balance": ("neuron",), "a": ("neuron",), "b": ("neuron",),
-        "w": ("neuron", "input"), "c_coeff": ("neuron",), "imbalance_ratio": ("neuron",),
-        "f_grid": ("x_grid",)}
-
-DESCRIBE = {
-    "train_loss": "training loss",
-    "test_error": "test error (mean squared)",
-    "test_error_rms": "test error (root mean squared)",
-    "test_error_max": "test error (max absolute)",
-    "neuron_size": "neuron size a^2 + |w|^2 + b^2",
-    "balance": "balance a^2 - |w|^2 - b^2",
-    "a": "output weight a", "w": "input weight w", "b": "bias b",
-    "c_coeff": "initial coefficient C_k", "imbalance_ratio": "initial imbalance ratio C/|C|",
-    "g_norm": "data vector norm |g|", "recovered": "recovered",
-    "f_grid": "learned function f(x)", "stop_step": "stop step", "diverged": "diverged",
-}
-
-FAMILY = Family(name="single_neuron", Config=Config, setup=setup, loss=loss, observe=observe,
-                finalize=finalize, predict=predict, dims=DIMS, coords=coords, describe=DESCRIBE,
-                residuals=residuals)

@@ -1,0 +1,336 @@
+"""The single-neuron family's figures: its own kinds (dynamics, endpoints, neuron_sizes),
+the figure of one run, and the overlay of its sample-size thresholds."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ... import analysis
+from ...plots.common import _colors, _fmt, _new, _title, _var_label, label, setting
+from . import analysis as sn_analysis
+from . import model, theory
+
+LABELS = {"imbalance": "imbalance c~", "n_train": "n_train", "init_scale": "init_scale",
+          "width": "width"}
+THRESHOLD_NAMES = {"optimistic": "optimistic", "separation_q2": "separation Q2",
+                   "separation_q1": "separation Q1", "all_perfect": "all minima perfect"}
+
+
+# ---------------------------------------------------------------- the sample-size overlay
+def _one(ds, name, where):
+    if name in where:
+        return where[name]
+    v = np.asarray(setting(ds, name))
+    if v.ndim and len(np.unique(v)) != 1:
+        raise ValueError(f"overlay 'sample_sizes' needs one value of '{name}' per panel")
+    return v.ravel()[0].item() if v.ndim else v.item()
+
+
+def sample_sizes_of(ds, where: dict | None = None) -> dict:
+    """``theory.sample_sizes`` for the runs' input_dim, bias, width and target width (one
+    value each in the panel ``where``)."""
+    where = where or {}
+    m0 = len(setting(ds, "target_a"))
+    return theory.sample_sizes(int(_one(ds, "input_dim", where)), bool(_one(ds, "bias", where)),
+                               int(_one(ds, "width", where)), m0)
+
+
+def sample_sizes(ax, ds, spec, options, where) -> list:
+    """Overlay ``sample_sizes``: where the runs' sample size is an axis, the study's
+    thresholds (``theory.sample_sizes``): vertical lines at the optimistic and separation
+    sizes when ``x`` is ``n_train``, and the threshold a panel sits at in its title when the
+    panels are ``n_train``. ``options``: ``keys`` (default optimistic, separation_q2,
+    separation_q1)."""
+    sizes = sample_sizes_of(ds, {k: v for k, v in where.items() if k != "n_train"})
+    keys = options.get("keys", ["optimistic", "separation_q2", "separation_q1"])
+    styles = {"optimistic": ("k", ":"), "separation_q2": ("tab:red", "--"),
+              "separation_q1": ("tab:purple", "-."), "all_perfect": ("tab:green", "-")}
+    handles = []
+    if spec.get("x") == "n_train":
+        for key in keys:
+            color, ls = styles[key]
+            handles.append(ax.axvline(sizes[key], color=color, ls=ls, lw=1.0,
+                                      gid=f"threshold:{key}",
+                                      label=f"{THRESHOLD_NAMES[key]} n = {sizes[key]}"))
+    if "n_train" in where:
+        n = int(where["n_train"])
+        tags = [THRESHOLD_NAMES[k] for k, v in sizes.items() if v == n]
+        if not tags and n < sizes["optimistic"]:
+            tags = ["below optimistic"]
+        if tags:
+            ax.set_title(f"{ax.get_title()} ({', '.join(tags)})", fontsize=9)
+    return handles
+
+
+OVERLAYS = {"sample_sizes": sample_sizes}
+
+
+# ---------------------------------------------------------------- dynamics
+def _pick_neurons(ds, run: dict, k: int) -> np.ndarray:
+    """The k neurons with the largest initial |C_k| (all when the width is at most k)."""
+    n = ds.sizes.get("neuron", 0)
+    if n <= k:
+        return np.arange(n)
+    c = np.abs(ds["c_coeff"].isel(run).values)
+    return np.sort(np.argsort(-np.nan_to_num(c))[:k])
+
+
+def dynamics(ds, spec: dict) -> Figure:
+    """Training loss and parameters against the step (gradient flow: the time), one colour
+    per value of ``hue`` (default ``init_scale``). Top row raw, bottom row after the
+    small-initialization time shift (analysis.time_shifted: log(1/alpha) / log(1 + eta s'(0)
+    |g|) steps for GD, log(1/alpha) / (s'(0) |g|) for flow). Columns: the loss (log y), then
+    a, w, b per neuron when recorded (times sign(C_1), which folds the mirror image of an odd
+    activation onto the rest), else ``neuron_size`` of the ``neurons`` (default 3) neurons
+    with the largest initial |C_k| (log y). ``xscale = "log"``: the whole budget on a
+    symmetric-log axis (linear below 10); else the axis ends at ``xmax`` (default: twice the
+    last step with a loss above 1e-3 of its start). Other dims: their first value."""
+    hue = spec.get("hue", "init_scale")
+    clock = analysis.checkpoint_dim(ds["train_loss"])
+    others = {d: 0 for d in ds["train_loss"].dims if d not in (clock, hue)}
+    sub = ds.isel(others) if others else ds
+    optimizer = "flow" if clock == "time" else spec.get("optimizer", setting(ds, "optimizer", "gd"))
+    rule = {"gd": "log(1/alpha)/log(1+eta|g|)", "flow": "log(1/alpha)/|g|"}.get(optimizer)
+    shifted = None
+    if rule:
+        # slope s'(0) and the loss (sum, mean or mse) come from the sweep's settings
+        shifted = sn_analysis.time_shifted(sub)
+    params = [v for v in ("a", "w", "b") if v in sub and bool(sub[v].notnull().any())]
+    cols = ["train_loss"] + (params or ["neuron_size"])
+    nrows = 2 if shifted is not None else 1
+    fig, axes = _new(nrows, len(cols), w=3.0, h=2.6)
+    hues = list(sub[hue].values) if hue in sub.dims else [None]
+    colors = _colors(len(hues), "plasma")
+    k = int(spec.get("neurons", 3))
+    ls = ["-", "--", ":", "-."]
+    if params:
+        sign = np.sign(sub["c_coeff"].isel(neuron=0)).where(lambda s: s != 0, 1.0)
+    steps = sub[clock].values.astype(float)
+    logx = spec.get("xscale") == "log"
+    xmax = (float(spec["xmax"]) if spec.get("xmax") else
+            steps[-1] if logx else _active_until(sub))
+    for hv, color in zip(hues, colors):
+        run = {hue: list(sub[hue].values).index(hv)} if hv is not None else {}
+        one = sub.isel(run)
+        xs_rows = [steps]
+        if shifted is not None:
+            xs_rows.append(np.asarray(shifted.isel(run).values, float))
+        neurons = _pick_neurons(sub, run, k)
+        for r, xs in enumerate(xs_rows):
+            for c, var in enumerate(cols):
+                ax = axes[r, c]
+                if var == "train_loss":
+                    ax.plot(xs, one["train_loss"].values, color=color, lw=1.2,
+                            label=f"{label(hue, ds)} = {_fmt(hv)}" if hv is not None else None)
+                    ax.set_yscale("log")
+                    continue
+                val = one[var]
+                if var in ("a", "w", "b"):
+                    val = val * sign.isel(run) if hue in sign.dims else val * sign
+                if "input" in val.dims:
+                    val = val.isel(input=0)
+                for j, nk in enumerate(neurons):
+                    ax.plot(xs, val.isel(neuron=int(nk)).values, color=color, lw=1.1,
+                            ls=ls[j % len(ls)])
+                if var == "neuron_size":
+                    ax.set_yscale("log")
+    for r in range(nrows):
+        for c, var in enumerate(cols):
+            ax = axes[r, c]
+            if logx:  # linear through the escape (about +-100 steps around 0 once shifted)
+                ax.set_xscale("symlog", linthresh=10 if r == 0 else 100)
+            if r == 0:
+                ax.set_xlim(0, xmax)
+                ax.set_xlabel(label(clock, ds))
+            else:
+                lo = float(np.nanmin(shifted.isel({clock: 0}).values)) if shifted is not None else 0
+                ax.set_xlim(lo, xmax - max(lo, -xmax))
+                ax.set_xlabel(f"{clock} - shift")
+            name = _var_label(ds, var)
+            if var in ("a", "w", "b"):
+                name = f"sign(C_1) x {name}"
+            ax.set_ylabel(name, fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    if len(cols) > 1:
+        big = sub.sizes.get("neuron", 0) > len(neurons)
+        names = [f"neuron {int(n) + 1}" + (" (large |C_k|)" if big else "") for n in neurons]
+        axes[0, 1].legend([Line2D([], [], color="k", ls=ls[j % 4]) for j in range(len(neurons))],
+                          names, fontsize=6)
+    fixed = ", ".join(f"{d} = {_fmt(sub[d].values)}" for d in others if d in sub.coords)
+    unit = "steps" if clock == "step" else "time"
+    text = f"raw (top) and shifted by {rule} {unit} (bottom)" if rule else "raw"
+    _title(fig, ds, text + (f"; {fixed}" if fixed else ""))
+    return fig
+
+
+def _active_until(ds) -> float:
+    """A step range that shows the escape and the fast fall: twice the last step at which a
+    run's loss is still above 1e-3 of its initial value (the slow tail after it is cut)."""
+    loss = ds["train_loss"]
+    clock = analysis.checkpoint_dim(loss)
+    steps = ds[clock].values.astype(float)
+    high = (loss > 1e-3 * loss.isel({clock: 0})).any([d for d in loss.dims if d != clock]).values
+    end = steps[np.nonzero(high)[0].max()] if high.any() else steps[-1]
+    return float(min(steps[-1], max(2.0 * end, 10.0)))
+
+
+# ---------------------------------------------------------------- endpoints (width 2)
+def endpoints(ds, spec: dict) -> Figure:
+    """Width-2 end points: the final (a_1, a_2) coloured by c~ (analysis.imbalance_of) with the
+    Q1 line a_1 + a_2 = a* and the Q2 lines a_1 = 0, a_2 = 0; |C1/C2| against ``x`` (default:
+    the first dim, e.g. seed; log y) coloured by the branch reached (analysis.branch, tolerances
+    ``a_tol``, ``match_tol``); and the final (w_1, w_2) coloured by branch. ``at =
+    "polished"``: the same for the polished end points (``polish = true``)."""
+    at = spec.get("at", "final")  # or "polished": the end points of the polish
+    pre = "polished_" if at == "polished" else ""
+    a = analysis.final(ds[f"{pre}a"])
+    lead = [d for d in a.dims if d != "neuron"]
+    x = spec.get("x") or (lead[0] if lead else None)
+    ctil = sn_analysis.imbalance_of(ds)
+    ratio = sn_analysis.c_ratio(ds)
+    kw = {k: spec[k] for k in ("a_tol", "match_tol") if k in spec}
+    target_a = float((setting(ds, "target_a", (1.0,)) or (1.0,))[0])
+    br = sn_analysis.branch(ds, target_a=target_a, target_b=float(
+        (setting(ds, "target_b", (1.0,)) or (1.0,))[0]), at=at, **kw)
+    flat = lambda v: np.asarray(v.transpose(*lead, ...).values).reshape(-1)  # noqa: E731
+    a1, a2 = flat(a.isel(neuron=0)), flat(a.isel(neuron=1))
+    fig, axes = _new(1, 3, w=3.9, h=3.2)
+    ax = axes[0, 0]
+    sc = ax.scatter(a1, a2, c=flat(ctil), cmap="viridis", vmin=0, vmax=1, s=12)
+    fig.colorbar(sc, ax=ax, label=label("imbalance", ds))
+    lim = max(1.2 * target_a, np.nanmax(np.abs(np.r_[a1, a2])) * 1.1 if a1.size else 1.0)
+    t = np.linspace(-lim, lim, 2)
+    ax.plot(t, target_a - t, color="tab:red", lw=1, label=f"Q1: a_1 + a_2 = {target_a:g}")
+    # an odd activation makes (-a, -w, -b) the same neuron: Q1 with one or both neurons
+    # mirrored lies on the lines +-a_1 +- a_2 = a*
+    for s1, s2 in ((1, -1), (-1, 1), (-1, -1)):
+        ax.plot(t, (target_a - s1 * t) * s2, color="tab:red", lw=0.7, ls=":",
+                label="Q1 mirrored: ±a_1 ± a_2 = a*" if (s1, s2) == (1, -1) else None)
+    ax.axvline(0, color="k", lw=0.8, ls="--", label="Q2: a_1 = 0 or a_2 = 0")
+    ax.axhline(0, color="k", lw=0.8, ls="--")
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="final a_1", ylabel="final a_2")
+    ax.set_title("end points (output weights)", fontsize=9)
+    ax.legend(fontsize=6, loc="lower left")
+    palette = {"Q1": "tab:blue", "Q2": "tab:orange", "converging": "tab:green", "none": "tab:gray"}
+    bflat = flat(br)
+    ax = axes[0, 1]
+    xs = flat(ds[x].broadcast_like(ratio)) if x else np.arange(bflat.size)
+    rflat = flat(ratio)
+    for name, color in palette.items():
+        m = bflat == name
+        ax.scatter(xs[m], rflat[m], s=10, color=color, label=f"{name} ({m.sum()})")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", lw=0.6, ls=":")
+    tol = ", ".join(f"{k} {v:g}" for k, v in br.attrs.items() if k.endswith("_tol"))
+    ax.set(xlabel=label(x, ds) if x else "run", ylabel="|C1/C2|")
+    ax.set_title(f"branch reached ({tol})" if tol else "branch reached", fontsize=9)
+    ax.legend(fontsize=6)
+    ax = axes[0, 2]
+    w = analysis.final(ds[f"{pre}w"]).isel(input=0)
+    for name, color in palette.items():
+        m = bflat == name
+        ax.scatter(flat(w.isel(neuron=0))[m], flat(w.isel(neuron=1))[m], s=10, color=color,
+                   label=name)
+    ax.set(xlabel="final w_1", ylabel="final w_2")
+    ax.set_title("end points (input weights)", fontsize=9)
+    ax.legend(fontsize=6)
+    where = {"final": "end points", "polished": "polished end points"}[at]
+    _title(fig, ds, f"{where} by initial imbalance and branch")
+    return fig
+
+
+# ---------------------------------------------------------------- neuron sizes vs width
+def _target_settings(ds):
+    """The target's settings, read from the results (attributes): what ``model.target``
+    needs."""
+    names = ("target_a", "target_w", "target_b", "target_activation", "input_dim")
+    return SimpleNamespace(**{n: setting(ds, n) for n in names})
+
+
+def _module_target(cfg, xs):
+    import jax.numpy as jnp
+
+    from ...runtime import configure
+
+    configure()
+    return np.asarray(model.target(cfg, jnp.asarray(xs, jnp.float64)[:, None]))
+
+
+def neuron_sizes(ds, spec: dict) -> Figure:
+    """Final ``neuron_size`` of every neuron against ``x`` (default ``width``), log-log,
+    coloured by the initial |C_k| (log colour scale); and the learned functions ``f_grid`` on
+    ``x_grid`` for every value of ``x``, with the target and the training points (fixed
+    sampling)."""
+    x = spec.get("x", "width")
+    size = analysis.final(ds["neuron_size"])
+    c = np.abs(ds["c_coeff"])
+    others = {d: 0 for d in size.dims if d not in (x, "neuron")}
+    size, c = size.isel(others), c.isel(others)
+    has_f = "f_grid" in ds and "x_grid" in ds.coords
+    fig, axes = _new(1, 2 if has_f else 1, w=4.2, h=3.4)
+    ax = axes[0, 0]
+    xv = np.broadcast_to(np.asarray(ds[x].values, float)[:, None], size.transpose(x, "neuron").shape)
+    sv = size.transpose(x, "neuron").values
+    cv = c.transpose(x, "neuron").values
+    ok = np.isfinite(sv) & np.isfinite(cv) & (cv > 0) & (sv > 0)
+    vmin = max(np.nanmin(cv[ok]), np.nanmax(cv[ok]) * 1e-6) if ok.any() else 1e-22
+    norm = mcolors.LogNorm(vmin=vmin, vmax=np.nanmax(cv[ok]) if ok.any() else 1.0)
+    order = np.argsort(cv[ok])  # largest |C_k| drawn last, on top
+    sc = ax.scatter(xv[ok][order], sv[ok][order], c=np.maximum(cv[ok][order], vmin), norm=norm,
+                    cmap="viridis", s=10)
+    fig.colorbar(sc, ax=ax, label="initial |C_k|")
+    ax.set(xscale="log", yscale="log", xlabel=label(x, ds), ylabel="final " + _var_label(ds, "neuron_size"),
+           title="neuron sizes")
+    if has_f:
+        ax = axes[0, 1]
+        f = ds["f_grid"].isel({d: 0 for d in ds["f_grid"].dims if d not in (x, "x_grid")})
+        grid = ds["x_grid"].values
+        vals = list(ds[x].values)
+        for v, color in zip(vals, _colors(len(vals), "viridis")):
+            ax.plot(grid, f.sel({x: v}).values, color=color, lw=1.2,
+                    label=f"{label(x, ds)} = {_fmt(v)}")
+        cfg = _target_settings(ds)
+        ax.plot(grid, _module_target(cfg, grid), "k--", lw=1.2, label="target")
+        if setting(ds, "sampling", "fixed") == "fixed" and "n_train" not in ds.dims:
+            r = float(setting(ds, "input_range", 2.0))
+            xt = np.linspace(-r, r, int(setting(ds, "n_train", 6)))
+            ax.plot(xt, _module_target(cfg, xt), "ro", ms=5, label="training points")
+        ax.set(xlabel="x", ylabel=_var_label(ds, "f_grid"), title="learned functions")
+        ax.legend(fontsize=6)
+    _title(fig, ds, "final neuron sizes and learned functions")
+    return fig
+
+
+# ---------------------------------------------------------------- one run
+def run_figure(ds) -> Figure:
+    """One run (no swept dims): losses against the step, and the parameters (or the neuron
+    sizes, for wide networks) against the step; log-spaced checkpoints on a log x axis.
+    """
+    fig, axes = _new(1, 2)
+    clock = analysis.checkpoint_dim(ds["train_loss"])
+    grid = ds[clock].values.astype(float)
+    step = np.maximum(grid, grid[1] / 2 if len(grid) > 1 else 0.5)  # the start on a log axis
+    ax = axes[0, 0]
+    for var in ("train_loss", "test_error"):
+        ax.plot(step, ds[var].values, label=_var_label(ds, var))
+    ax.set(xscale="log", yscale="log", xlabel=label(clock, ds), title="losses")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    names = [v for v in ("a", "w", "b") if v in ds] or ["neuron_size"]
+    for var in names:
+        values = ds[var].values.reshape(len(step), -1)[:, :8]  # at most 8 curves a variable
+        for k in range(values.shape[1]):
+            ax.plot(step, values[:, k], label=f"{var}[{k}]")
+    ax.set(xscale="log", xlabel=label(clock, ds), title="parameters" if names[0] != "neuron_size"
+           else _var_label(ds, "neuron_size"))
+    ax.legend(fontsize=6, ncols=2)
+    _title(fig, ds, f"stop_step {int(ds.stop_step)}" + (
+        f", stop_time {float(ds.stop_time):.3g}" if clock == "time" else ""))
+    return fig
+
+
+FIGURES = {"dynamics": dynamics, "endpoints": endpoints, "neuron_sizes": neuron_sizes}
