@@ -13,15 +13,16 @@ Q1 both neurons turn to +-1.
 
 How it works:
 
-- a family is a bundle of functions (``twolayer.families.Family``, a NamedTuple);
-  ``FAMILY._replace(...)`` swaps some of them: here ``observe`` (the original's output plus
-  the new entry), ``dims`` (the new variable's dims beyond run and step) and ``describe``
-  (its long name, used as the plot label);
+- a family is a typed bundle of functions and tables (``twolayer.family.Family``);
+  ``FAMILY.replace(...)`` swaps some of them: here ``observe`` (the original's output plus
+  the new entry) and ``variables`` (the original's plus the new one: its dims beyond run
+  and step, its long name for the plot label); the copy is checked like any family;
 - its ``Config`` derives the built-in one and redeclares the ``family`` field, so configs,
   sweep files and the stored result carry the new name;
 - ``twolayer.register_family(FAMILY)`` makes the name usable by ``twolayer.sweep``,
   ``twolayer.run``, ``twolayer.load`` and the figures in this process. Built-in names are
-  refused; registering a name again replaces it (compiled programs are dropped with it);
+  refused; registering a name again replaces it (no program compiled for the old one is
+  used again);
 - workers of ``processes:N`` and Dask executors are other processes and do not know the
   name: run such a family with the default in-process executor.
 """
@@ -37,6 +38,9 @@ import twolayer
 from twolayer import analysis, plots
 from twolayer.config import static
 from twolayer.families import single_neuron
+from twolayer.families.single_neuron import analysis as sn_analysis
+from twolayer.families.single_neuron import model
+from twolayer.family import Variable
 
 NAME = "single_neuron_cosine"
 
@@ -48,7 +52,7 @@ class Config(single_neuron.Config):
 
 def target_cosine(cfg, params):
     """cos of the angle between each (w_k, b_k) and the (first) target neuron's (w*, b*)."""
-    target = single_neuron.target_params(cfg, params["w"].dtype)
+    target = model.target_params(cfg, params["w"].dtype)
     wb = params["w"]
     twb = target["w"][0]
     if cfg.bias:
@@ -58,17 +62,16 @@ def target_cosine(cfg, params):
     return jnp.where(norm > 0, wb @ twb / jnp.where(norm > 0, norm, 1.0), 0.0)
 
 
-def observe(cfg, params, data):
-    out = single_neuron.observe(cfg, params, data)
+def observe(cfg, bp, params, data):
+    out = model.observe(cfg, bp, params, data)
     out["target_cosine"] = target_cosine(cfg, params)
     return out
 
 
-FAMILY = single_neuron.FAMILY._replace(
+FAMILY = single_neuron.FAMILY.replace(
     name=NAME, Config=Config, observe=observe,
-    dims={**single_neuron.DIMS, "target_cosine": ("neuron",)},
-    describe={**single_neuron.DESCRIBE,
-              "target_cosine": "cos angle((w_k, b_k), (w*, b*))"})
+    variables=single_neuron.FAMILY.variables + (
+        Variable("target_cosine", "cos angle((w_k, b_k), (w*, b*))", ("neuron",)),))
 twolayer.register_family(FAMILY)  # at import: any code that imports this module can use it
 
 
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
         print(f"figure: {path}")
 
     # the final cosines next to the branch of global minima each run reached
-    branch = analysis.branch(ds)
+    branch = sn_analysis.branch(ds)
     cos = analysis.final(ds.target_cosine)
     print(f"{'data_seed':>9} {'imbalance':>9} {'branch':>6} {'cos_1':>9} {'cos_2':>9}")
     for seed in ds.data_seed.values:

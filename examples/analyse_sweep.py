@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 import twolayer
 from twolayer import analysis, plots
+from twolayer.families.single_neuron.plots import sample_sizes_of
 
 
 def regime(n: int, sizes: dict) -> str:
@@ -69,9 +70,10 @@ def main(argv=None) -> int:
     print(f"{ds.attrs['title']} ({ds.attrs['family']}, created {ds.attrs['created']}, "
           f"git {ds.attrs['git_commit'][:10]}): {dict(ds.sizes)}")
 
-    # the theory's thresholds (theory.sample_sizes) for the sweep's own settings (input_dim,
-    # bias, width, target), read from the Dataset: the figures use the same helper
-    sizes = plots.sample_sizes_of(ds)
+    # the theory's thresholds (single_neuron's theory.sample_sizes) for the sweep's own
+    # settings (input_dim, bias, width, target), read from the Dataset: the figures' overlay
+    # "sample_sizes" uses the same helper
+    sizes = sample_sizes_of(ds)
     print("thresholds: " + ", ".join(f"{k} n = {v}" for k, v in sizes.items()))
 
     seeds = [d for d in ds.recovered.dims if d not in ("n_train", "imbalance")]

@@ -15,7 +15,7 @@ What it shows:
   stopped half way continues where it stopped);
 - the figures: ``twolayer.plots.draw_all`` draws every ``[[figure]]`` of the spec, and
   ``twolayer.plots.figure`` draws one spec given here (not stored in the sweep);
-- theory: ``twolayer.theory.sample_sizes`` (optimistic, separation of the branches Q2 and
+- theory: ``twolayer.families.single_neuron.theory.sample_sizes`` (optimistic, separation of the branches Q2 and
   Q1, all minima perfect), printed next to the fraction of runs that recovered the target.
 
 Reading: below the optimistic sample size no run recovers; from the separation sizes on,
@@ -30,7 +30,8 @@ import argparse
 from pathlib import Path
 
 import twolayer
-from twolayer import analysis, plots, store, theory
+from twolayer import analysis, plots, store
+from twolayer.families.single_neuron import theory
 
 
 def make_spec(small: bool = False) -> dict:
@@ -49,7 +50,8 @@ def make_spec(small: bool = False) -> dict:
                  "imbalance": {"chebyshev": [0.0, 1.0, 11]}},
         # figures drawn by draw_all (and by `twolayer plot OUT`)
         "figure": [{"kind": "error_vs", "file": "error_vs_imbalance.png", "x": "imbalance",
-                    "panel": "n_train", "hue": "data_seed"}],
+                    "panel": "n_train", "hue": "data_seed", "clip": "recovery_threshold",
+                    "overlays": ["sample_sizes"]}],
     }
     if small:
         spec["train"].update(max_steps=5_000, n_checkpoints=30)
@@ -74,10 +76,11 @@ def main(argv=None) -> int:
 
     # the spec's own figures, then one more drawn from a spec given here: the final test
     # error against n_train, each data seed a dot, mean and median over the seeds, the
-    # theory's thresholds as vertical lines (error_vs draws them whenever x is n_train)
+    # theory's thresholds as vertical lines (the family's overlay "sample_sizes")
     paths = plots.draw_all(ds, out / "figures")
     extra = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "points": "data_seed",
-                              "hue": "imbalance"})
+                              "hue": "imbalance", "clip": "recovery_threshold",
+                              "overlays": ["sample_sizes"]})
     paths.append(plots.save(extra, out / "figures" / "error_vs_n_train.png"))
     for path in paths:
         print(f"figure: {path}")

@@ -8,7 +8,7 @@ import pytest
 import twolayer  # noqa: F401  (enables float64 before jax is used)
 from twolayer.config import make_config
 from twolayer.families import get
-from twolayer.train import batched_values
+from twolayer.train import run_values
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,4 @@ def make(fam):
 @pytest.fixture(scope="session")
 def bp_of():
     """bp_of(cfg) -> the batched values of one run, as family.setup receives them."""
-    def _bp(cfg):
-        return {k: v[0] for k, v in batched_values([cfg], np.dtype(cfg.dtype)).items()}
-    return _bp
+    return run_values

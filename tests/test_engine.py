@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from twolayer.train import checkpoint_steps, train_group
+from twolayer.train import run_values
 
 
 def _assert_same(ds, ref, rtol=1e-12):
@@ -127,7 +128,7 @@ def test_divergence_is_per_run(fam, make):
 # ---------------------------------------------------------------- optimizers and precision
 def _hand_gd(fam, cfg, p, data, eta, steps):
     """Plain GD by hand in float64: the parameters at each of ``steps``."""
-    grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+    grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, run_values(cfg), q, data)))
     out, t = [], 0
     for target in steps:
         while t < target:
@@ -142,7 +143,7 @@ def test_gd_steps_match_a_hand_written_step(fam, make, bp_of):
     ds = train_group(fam, [cfg], progress=False).isel(run=0)
     steps = ds["step"].values
     assert list(steps[:4]) == [0, 1, 2, 3] and steps[-1] == 300
-    p, data, _ = fam.setup(cfg, bp_of(cfg))
+    p, data, _ = fam.setup(cfg, run_values(cfg))
     for t, q in zip(steps, _hand_gd(fam, cfg, p, data, cfg.learning_rate, steps)):
         for k in ("a", "w", "b"):
             np.testing.assert_allclose(ds[k].sel(step=t).values, q[k], rtol=1e-10, atol=1e-14)
@@ -157,8 +158,8 @@ def test_adam_matches_reference_and_reduces_loss(fam, make, bp_of):
     # the first steps against a hand-written Adam (beta1 0.9, beta2 0.999, eps 1e-8)
     steps = list(ds["step"].values)
     assert steps[:6] == [0, 1, 2, 3, 4, 5]
-    p, data, _ = fam.setup(cfg, bp_of(cfg))
-    grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+    p, data, _ = fam.setup(cfg, run_values(cfg))
+    grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, run_values(cfg), q, data)))
     m = jax.tree_util.tree_map(jnp.zeros_like, p)
     v = jax.tree_util.tree_map(jnp.zeros_like, p)
     for t in range(1, 6):
@@ -182,18 +183,17 @@ def test_float32_runs_in_float32(fam, make, bp_of):
     assert np.all(np.isfinite(loss)) and loss[-1] < 0.05 * loss[0]
     # float64 GD by hand from the same (float32) start follows it to float32 accuracy
     cfg64 = make(**kw)
-    _, data, _ = fam.setup(cfg64, bp_of(cfg64))  # fixed points: the same data
+    _, data, _ = fam.setup(cfg64, run_values(cfg64))  # fixed points: the same data
     p0 = {k: jnp.asarray(ds[k].isel(step=0).values, jnp.float64) for k in ("a", "w", "b")}
-    ref = [float(fam.loss(cfg64, q, data))
+    ref = [float(fam.loss(cfg64, run_values(cfg64), q, data))
            for q in _hand_gd(fam, cfg64, p0, data, 0.05, ds["step"].values)]
     np.testing.assert_allclose(loss, ref, rtol=1e-3)
 
 
-def test_zero_init_with_prescribed_imbalance_is_finite(make):
+def test_zero_init_with_prescribed_imbalance_is_finite(fam, make):
     """C_2 = 0 leaves nothing to rescale: neuron 2 is zero, not NaN, and nothing moves."""
-    from twolayer.families.single_neuron import FAMILY
 
-    ds = train_group(FAMILY, [make(init_scale=0.0, imbalance=0.5, max_steps=20, n_checkpoints=5)],
+    ds = train_group(fam, [make(init_scale=0.0, imbalance=0.5, max_steps=20, n_checkpoints=5)],
                      progress=False)
     assert not bool(ds.diverged[0])
     assert np.isfinite(ds.a.values).all() and (ds.a.values == 0).all()

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 import twolayer
-from twolayer import theory
-from twolayer.families import single_neuron as sn
+
+from twolayer.families import get as get_family
+from twolayer.families.single_neuron import model as sn
+from twolayer.families.single_neuron import theory as sn_theory
+from twolayer.family import Variable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +35,7 @@ def test_multi_neuron_target_sweep_runs_at_small_scale():
     expected = np.tanh(1.0) + np.tanh(0.8) + np.tanh(0.6)
     assert float(sn.target(cfg, x)[0]) == np.float64(expected).item() or np.isclose(
         float(sn.target(cfg, x)[0]), expected, rtol=1e-14)
-    assert theory.optimistic_sample_size(5, True, target_width=3) == 21
+    assert sn_theory.optimistic_sample_size(5, True, target_width=3) == 21
 
 
 def test_custom_activation_script():
@@ -100,7 +103,7 @@ def test_custom_sweep_script_sweeps_draws_and_resumes(custom_sweep_run):
     for png in ("error_vs_imbalance.png", "error_vs_n_train.png"):
         path = folder / "figures" / png
         assert path.stat().st_size > 10_000 and f"figure: {path}" in first.stdout
-    sizes = theory.sample_sizes(1, True, 2, 1)
+    sizes = sn_theory.sample_sizes(1, True, 2, 1)
     assert ("thresholds: " + ", ".join(f"{k} n = {v}" for k, v in sizes.items())
             in first.stdout)
     # the printed recovered fractions: recomputed from the stored booleans
@@ -197,29 +200,39 @@ def _extra_config(name: str = "sn_extra_test"):
 
 def _family_with(extra: float, Config, name: str = "sn_extra_test"):
     """single_neuron recording one more constant, ``extra``, under ``name``."""
-    def observe(cfg, params, data):
-        return {**sn.observe(cfg, params, data), "extra": params["a"][0] * 0 + extra}
+    def observe(cfg, bp, params, data):
+        return {**sn.observe(cfg, bp, params, data), "extra": params["a"][0] * 0 + extra}
 
-    return sn.FAMILY._replace(name=name, Config=Config, observe=observe)
+    fam = get_family("single_neuron")
+    return fam.replace(name=name, Config=Config, observe=observe,
+                       variables=fam.variables + (Variable("extra", "a constant"),))
 
 
 def test_register_family_rules(forget_families):
     families = forget_families
     from twolayer.config import ConfigError
 
-    # a built-in name is refused
-    with pytest.raises(ConfigError, match="'single_neuron' is built in"):
-        twolayer.register_family(sn.FAMILY._replace(observe=lambda *a: {}))
-    # a Config whose family field refuses the name is refused, with the fix in the message
-    with pytest.raises(ConfigError, match="must accept 'other_name'"):
-        twolayer.register_family(sn.FAMILY._replace(name="other_name"))
+    fam = get_family("single_neuron")
+    # an installed name is refused
+    with pytest.raises(ConfigError, match="'single_neuron' is installed"):
+        twolayer.register_family(fam.replace(observe=lambda *a: {}))
+    # a Config whose family field is another name is refused, with the fix in the message
+    with pytest.raises(ConfigError, match=r"must declare family: str = static\('other_name'"):
+        twolayer.register_family(fam.replace(name="other_name"))
+    # undeclared outputs are refused before training, naming the variable
+    Config = _extra_config("sn_undeclared")
+    bad = fam.replace(name="sn_undeclared", Config=Config,
+                      observe=lambda c, b, p, d: {**sn.observe(c, b, p, d), "zzz": p["a"][0]})
+    twolayer.register_family(bad)
+    with pytest.raises(ConfigError, match="observe gives 'zzz', which is not declared"):
+        twolayer.run(family="sn_undeclared", max_steps=2, n_train=3)
     with pytest.raises(TypeError):
         twolayer.register_family({"name": "x"})
     # an unknown family lists the built-in and the registered ones
     Config = _extra_config()  # one Config class: configs of both families compare equal
     twolayer.register_family(_family_with(1.0, Config))
-    with pytest.raises(ConfigError, match=r"unknown family 'nope'; allowed: patch_cnn, "
-                                          r"single_neuron, sn_extra_test$"):
+    with pytest.raises(ConfigError, match=r"unknown family 'nope'; allowed: .*patch_cnn, "
+                                          r"single_neuron, sn_extra_test, sn_undeclared$"):
         twolayer.sweep({"family": "nope", "axes": {"seed": [0]}})
     assert families.local_only("sn_extra_test") and not families.local_only("single_neuron")
     # worker processes cannot see it: a worker executor is refused before anything is written

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from twolayer import analysis, flow, theory
+from twolayer import analysis, flow, linalg
+from twolayer.families.single_neuron import analysis as sn_analysis
+from twolayer.families.single_neuron import theory as sn_theory
 from twolayer.config import ConfigError, static_part
 from twolayer.train import STATUS, checkpoint_times, train_group
+from twolayer.train import run_values
 
 # one static group for most tests (compiled once): width 2, n = 6 evenly spaced points
 FLOW = dict(optimizer="flow", n_train=6, sampling="fixed", loss="sum", n_checkpoints=12)
@@ -30,9 +33,9 @@ def test_gauss_jordan_inverse_needs_and_does_pivoting():
     mats = [rng.standard_normal((n, n)) for n in (1, 2, 6, 13)]
     mats.append(np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 3.0], [4.0, 5.0, 0.0]]))  # zero pivots
     for a in mats:
-        inv = np.asarray(jax.jit(flow.gauss_jordan_inverse)(jnp.asarray(a)))
+        inv = np.asarray(jax.jit(linalg.gauss_jordan_inverse)(jnp.asarray(a)))
         np.testing.assert_allclose(inv @ a, np.eye(len(a)), atol=1e-12)
-    assert not np.isfinite(np.asarray(flow.gauss_jordan_inverse(jnp.zeros((3, 3))))).all()
+    assert not np.isfinite(np.asarray(linalg.gauss_jordan_inverse(jnp.zeros((3, 3))))).all()
 
 
 def test_checkpoint_times():
@@ -175,13 +178,13 @@ def test_padding_of_the_training_set_changes_nothing(fam, make, bp_of):
         gd = make(n_train=5, sampling=sampling, loss="mean", init_scale=0.3)
         fl = make(n_train=5, sampling=sampling, loss="mean", init_scale=0.3, optimizer="flow")
         assert static_part(fl).n_train == 8 and static_part(gd).n_train == 5
-        (p, d, _), (q, e, _) = (fam.setup(static_part(c), bp_of(c)) for c in (gd, fl))
+        (p, d, _), (q, e, _) = (fam.setup(static_part(c), run_values(c)) for c in (gd, fl))
         np.testing.assert_allclose(e["x"][:5], d["x"], rtol=1e-15)
         assert float(e["mask"].sum()) == 5 and e["x"].shape[0] == 8
-        for fn in (lambda c, p, d: fam.loss(c, p, d),
-                   lambda c, p, d: jax.grad(lambda p: fam.loss(c, p, d))(p)["w"]):
-            np.testing.assert_allclose(fn(static_part(fl), q, e), fn(static_part(gd), p, d),
-                                       rtol=1e-14)
+        for fn in (lambda c, p, d: fam.loss(static_part(c), run_values(c), p, d),
+                   lambda c, p, d: jax.grad(
+                       lambda p: fam.loss(static_part(c), run_values(c), p, d))(p)["w"]):
+            np.testing.assert_allclose(fn(fl, q, e), fn(gd, p, d), rtol=1e-14)
 
 
 def test_flow_only_settings_are_refused_elsewhere(make):
@@ -236,23 +239,23 @@ def test_branch_says_converging_for_runs_a_budget_stopped():
     ds = xr.Dataset({"a": (("run", "neuron"), a), "w": (("run", "neuron", "input"), np.ones((3, 2, 1))),
                      "b": (("run", "neuron"), np.ones((3, 2))),
                      "converged": ("run", [True, True, False])})
-    assert list(analysis.branch(ds).values) == ["Q2", "Q1", "converging"]
+    assert list(sn_analysis.branch(ds).values) == ["Q2", "Q1", "converging"]
 
 
 # ---------------------------------------------------------------- the loss and the init
 def test_mse_is_the_sum_loss_times_two_over_n(fam, make, bp_of):
     cfgs = {loss: make(loss=loss, sampling="gaussian", n_train=7, init_scale=0.4)
             for loss in ("sum", "mean", "mse")}
-    p, data, _ = fam.setup(cfgs["sum"], bp_of(cfgs["sum"]))
-    val = {k: float(fam.loss(c, p, data)) for k, c in cfgs.items()}
+    p, data, _ = fam.setup(cfgs["sum"], run_values(cfgs["sum"]))
+    val = {k: float(fam.loss(c, run_values(c), p, data)) for k, c in cfgs.items()}
     np.testing.assert_allclose(val["mse"], 2 * val["sum"] / 7, rtol=1e-15)
     np.testing.assert_allclose(val["mse"], 2 * val["mean"], rtol=1e-15)
-    np.testing.assert_allclose(theory.growth_rate(3.0, 1.0, 7, "mse"), 6.0 / 7)
+    np.testing.assert_allclose(sn_theory.growth_rate(3.0, 1.0, 7, "mse"), 6.0 / 7)
 
 
 def test_c_profile_prescribes_the_coefficients(fam, make, bp_of):
     cfg = make(width=50, c_profile=[1.5, 0.0015], init_scale=1e-6, seed=3)
-    _, _, info = fam.setup(cfg, bp_of(cfg))
+    _, _, info = fam.setup(cfg, run_values(cfg))
     c = np.asarray(info["c_coeff"])
     np.testing.assert_allclose(c / c[0], (1.5 + 0.0015 * np.arange(50)) / 1.5, rtol=1e-12)
     with pytest.raises(ConfigError, match="c_profile"):

@@ -18,8 +18,10 @@ import twolayer  # noqa: F401  (float64 and host devices before jax is used)
 from twolayer import train as engine
 from twolayer.config import ConfigError, make_config, static_part
 from twolayer.families import get
-from twolayer.families import patch_cnn as pc
+from twolayer import linalg
+from twolayer.families.patch_cnn import model as pc
 from twolayer.train import batched_values, train_group
+from twolayer.train import run_values
 
 FAM = get("patch_cnn")
 TRAIN = dict(max_steps=30, n_checkpoints=7, loss_tol=0.0)
@@ -119,10 +121,6 @@ def init_runs(cfgs):
     return [jax.tree_util.tree_map(lambda a, i=i: a[i], tree) for i in range(n)]
 
 
-def bp_of(cfg):
-    return {k: v[0] for k, v in batched_values([cfg], np.dtype(cfg.dtype)).items()}
-
-
 def assert_same(a, b, rtol, skip=()):
     """Every variable of two Datasets equal up to rtol times the variable's max |value|
     (NaN where the other is NaN; integers and booleans exactly)."""
@@ -148,10 +146,11 @@ def _fd_all(cases):
     """(gradient, central differences) of each (cfg, params, data), in one compiled call."""
     h = 1e-6
     flats, fns = [], []
-    for cfg, params, data in cases:
+    for cfg, bp, params, data in cases:
         flat, unravel = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, params))
         flats.append(flat)
-        fns.append(lambda t, cfg=cfg, unravel=unravel, data=data: FAM.loss(cfg, unravel(t), data))
+        fns.append(lambda t, cfg=cfg, bp=bp, unravel=unravel, data=data:
+                   FAM.loss(cfg, bp, unravel(t), data))
 
     @jax.jit
     def everything(flats):
@@ -192,17 +191,18 @@ def test_loss_gradient_vs_finite_differences(mode):
     cases, names = [], []
     for banks, pooling, act in variants:
         width = C1["width"] if banks == "class" else F
-        cfg = static_part(make(**dict(C1, banks=banks, pooling=pooling, activation=act,
-                                      width=width, divide_by_width=(pooling == "mean")),
-                               **C1_RUNS[0], parameterization=mode))
+        full = make(**dict(C1, banks=banks, pooling=pooling, activation=act, width=width,
+                           divide_by_width=(pooling == "mean")),
+                    **C1_RUNS[0], parameterization=mode)
+        cfg = static_part(full)
         params = {"v": rng.normal(size=F), "b": 0.3 * rng.normal(size=F)}
         if mode == "direct":
             params["w"] = rng.normal(size=(F, d)) / math.sqrt(d)
         else:
             params["c"] = 0.2 * rng.normal(size=(F, K))
-        cases.append((cfg, params, data))
+        cases.append((cfg, run_values(full), params, data))
         names.append((banks, pooling, act))
-    for (value, g, fd), name, (cfg, params, _) in zip(_fd_all(cases), names, cases):
+    for (value, g, fd), name, (cfg, _, params, _) in zip(_fd_all(cases), names, cases):
         if mode == "direct":
             assert float(value) == pytest.approx(_loss_by_hand(cfg, params, data), rel=1e-12)
         np.testing.assert_allclose(g, fd, rtol=0, atol=1e-7 * max(1.0, np.max(np.abs(g))),
@@ -382,7 +382,7 @@ def test_first_n_samples_do_not_depend_on_n_and_patch_order_does_not_matter():
     c1cfgs, _ = trained("c1_direct")
     tcfgs, _ = trained("t")
     c1runs, truns = init_runs(c1cfgs), init_runs(tcfgs)[:2]
-    cfg = static_part(c1cfgs[0])
+    cfg, bp = static_part(c1cfgs[0]), run_values(c1cfgs[0])
     rng = np.random.default_rng(3)
     for (p1, d1, _), (_, dt, _) in zip(c1runs, truns):
         n = C1["n_train"]
@@ -397,14 +397,14 @@ def test_first_n_samples_do_not_depend_on_n_and_patch_order_does_not_matter():
         reordered = dict(d1, signal_first=dt["signal_first"][:n])
         params = dict(p1, w=p1["w"] + rng.normal(size=p1["w"].shape) * 0.3,
                       v=rng.normal(size=p1["v"].shape))
-        assert float(FAM.loss(cfg, params, d1)) == float(FAM.loss(cfg, params, reordered))
+        assert float(FAM.loss(cfg, bp, params, d1)) == float(FAM.loss(cfg, bp, params, reordered))
         # predict on the explicit patches equals the fast path, both orders, train and test
         for data in (d1, reordered):
             for test in (False, True):
                 sfx = "_test" if test else ""
                 x = pc.patches(cfg, data, test=test)
                 assert x.shape == (len(data["y" + sfx]), 2, C1["input_dim"])
-                m = np.asarray(pc.margins(cfg, params, data, test=test))
+                m = np.asarray(pc.margins(cfg, bp, params, data, test=test))
                 f = np.asarray(FAM.predict(cfg, params, x))
                 np.testing.assert_allclose(data["y" + sfx] * f, m, rtol=1e-12,
                                            atol=1e-12 * np.max(np.abs(m)))
@@ -416,7 +416,7 @@ def test_first_n_samples_do_not_depend_on_n_and_patch_order_does_not_matter():
 # ---------------------------------------------------------------- 6. balance law
 def _gd_by_hand(cfg, bp, params, data, steps):
     """Plain GD with the family's step sizes; per step: params, gradients."""
-    grad = jax.grad(lambda q: FAM.loss(cfg, q, data))
+    grad = jax.grad(lambda q: FAM.loss(cfg, bp, q, data))
     lr = FAM.step_sizes(cfg, bp, params)
 
     def body(q, _):
@@ -443,7 +443,7 @@ def test_balance_law_along_the_run_and_single_steps():
     runs = init_runs(cfgs)
     gd = jax.jit(functools.partial(_gd_by_hand, cfg, steps=int(steps[-1])))
     for i, (params, data, _) in enumerate(runs):
-        bp = bp_of(cfgs[i])
+        bp = run_values(cfgs[i])
         final, (qs, gs) = gd(bp, params, data)
         qs = jax.tree_util.tree_map(np.asarray, qs)
         gs = jax.tree_util.tree_map(np.asarray, gs)
@@ -488,8 +488,9 @@ def test_balance_law_along_the_run_and_single_steps():
          "v": rng.normal(size=params["v"].shape)}
     defects = {}
     for act in ("relu", "relu_power"):
-        c = static_part(make(**dict(C2, activation=act), **C2_RUNS[0], parameterization="direct"))
-        g = jax.tree_util.tree_map(np.asarray, jax.grad(lambda p: FAM.loss(c, p, data))(q))
+        full = make(**dict(C2, activation=act), **C2_RUNS[0], parameterization="direct")
+        c, bp = static_part(full), run_values(full)
+        g = jax.tree_util.tree_map(np.asarray, jax.grad(lambda p: FAM.loss(c, bp, p, data))(q))
         change, law, size = _law(q, g, 0.5, 0.5)
         assert np.max(np.abs(law)) > 1e-4 * np.max(size)
         defects[act] = np.max(np.abs(change - law)) / np.max(size)
@@ -509,9 +510,9 @@ def test_frozen_output_layer_stays_at_its_init():
     cfgs, _ = trained("c1_direct")
     params, data, _ = init_runs(cfgs)[0]
     cfg = static_part(cfgs[0])
-    g = jax.grad(lambda p: FAM.loss(cfg, p, data))(params)
+    g = jax.grad(lambda p: FAM.loss(cfg, run_values(cfgs[0]), p, data))(params)
     assert np.max(np.abs(np.asarray(g["v"]))) > 1e-4
-    lr = FAM.step_sizes(cfg, bp_of(cfgs[0]), params)
+    lr = FAM.step_sizes(cfg, run_values(cfgs[0]), params)
     assert float(lr["v"]) == 0.0 and float(lr["w"]) == C1["learning_rate"]
 
 
@@ -650,7 +651,7 @@ def test_cholesky_psd_and_inverse_lower():
     c = rng.normal(size=(6, 4))
     c = np.concatenate([c[:3], np.zeros((1, 4)), c[3:], np.zeros((1, 4))])
     zero_rows = c @ c.T  # rank 4, two exactly zero rows and columns (zero initial filters)
-    chol, inv = jax.jit(pc.cholesky_psd), jax.jit(pc.inverse_lower)
+    chol, inv = jax.jit(linalg.cholesky_psd), jax.jit(linalg.inverse_lower)
     for g, rank in ((full, 7), (zero_rows, 4)):
         low = np.asarray(chol(jnp.asarray(g)))
         assert np.all(np.triu(low, 1) == 0)
@@ -682,7 +683,7 @@ def test_cholesky_psd_dependent_rows_give_zero_pivots():
         rows = rng.normal(size=(12, 8))
         rows /= np.linalg.norm(rows, axis=1, keepdims=True)
         cases.append((rows @ rows.T, 8))
-    chol = jax.jit(pc.cholesky_psd)
+    chol = jax.jit(linalg.cholesky_psd)
     extra = []
     for g, rank in cases:
         low = np.asarray(chol(jnp.asarray(g)))

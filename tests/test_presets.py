@@ -11,7 +11,9 @@ import pytest
 import xarray as xr
 
 import twolayer
-from twolayer import plots, presets
+from twolayer import plots, presets, store
+from twolayer.config import make_config, to_dict
+from twolayer.families import get as get_family
 
 os.environ.setdefault("TWOLAYER_PROGRESS", "0")
 
@@ -94,14 +96,25 @@ def fake(sweep: dict, values: np.ndarray, dims: tuple[str, ...], coords: dict) -
     ds = xr.Dataset({"test_error": (dims + ("step",), v)},
                     coords={**coords, "step": [0, 100]})
     ds["diverged"] = (dims, ~np.isfinite(values))
-    ds.attrs.update(title=sweep.get("name", "fake"), scale="tiny", sweep=json.dumps(sweep))
+    return with_settings(ds, sweep)
+
+
+def with_settings(ds, sweep: dict) -> xr.Dataset:
+    """The attributes a sweep's result carries: every setting of the resolved config (as
+    ``store.merge`` writes them) and the provenance."""
+    fam = get_family(sweep["family"])
+    cfg = make_config(fam.Config, {**sweep.get("base", {}), **sweep.get("train", {})})
+    attrs, _ = store.settings_attrs([json.loads(json.dumps(to_dict(cfg), default=str))])
+    ds.attrs.update(attrs, title=sweep.get("name", "fake"), scale="tiny", family=fam.name,
+                    sweep=json.dumps(sweep))
     return ds
 
 
 def n_sweep(input_dim=1, threshold=1e-8, figure=None):
     return {"name": "fake", "family": "single_neuron",
             "base": {"input_dim": input_dim, "bias": True, "width": 2,
-                     "recovery_threshold": threshold},
+                     "recovery_threshold": threshold,
+                     "sampling": "fixed" if input_dim == 1 else "gaussian"},
             "figure": figure or [{"kind": "error_vs", "x": "n_train", "hue": "init_scale",
                                   "file": "a.png"}]}
 
@@ -118,8 +131,10 @@ def test_errors_are_clipped_at_the_recovery_threshold():
     vals = 10.0 ** rng.uniform(-30, 0, size=(5, 3, 4))
     ds = fake(n_sweep(threshold=1e-7), vals, ("n_train", "init_scale", "seed"),
               {"n_train": [2, 3, 4, 5, 6], "init_scale": [1e-20, 0.1, 1.0], "seed": range(4)})
-    for spec in ({"kind": "error_vs", "x": "n_train", "hue": "init_scale", "reduce": "median"},
-                 {"kind": "error_vs", "x": "init_scale", "panel": "n_train", "points": "seed"}):
+    for spec in ({"kind": "error_vs", "x": "n_train", "hue": "init_scale", "reduce": "median",
+                  "clip": "recovery_threshold"},
+                 {"kind": "error_vs", "x": "init_scale", "panel": "n_train", "points": "seed",
+                  "clip": "recovery_threshold"}):
         fig = plots.figure(ds, spec)
         for ax in fig.axes:
             if not ax.get_visible():
@@ -129,7 +144,10 @@ def test_errors_are_clipped_at_the_recovery_threshold():
             clip = [ln for ln in ax.get_lines() if ln.get_gid() == "clip"]
             assert len(clip) == 1 and clip[0].get_ydata()[0] == pytest.approx(1e-7)
             assert ax.get_yscale() == "log"
-    # an explicit clip wins
+    assert fig.legends[0].get_texts()[-1].get_text() == "recovery_threshold = 1e-07"
+    # a number clips there; no clip: nothing is clipped
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale"})
+    assert not [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "clip"]
     fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale",
                             "clip": 1e-3})
     assert np.nanmin(_ys(fig.axes[0])) >= 1e-3
@@ -145,18 +163,38 @@ def test_threshold_lines_where_x_is_n_train(input_dim, expected):
     ns = [2, 3, 4, 5, 6] if input_dim == 1 else [5, 6, 7, 8, 9, 10]
     ds = fake(n_sweep(input_dim), np.full((len(ns), 2), 0.1), ("n_train", "init_scale"),
               {"n_train": ns, "init_scale": [1e-20, 1.0]})
-    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale"})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale",
+                            "overlays": ["sample_sizes"]})
     lines = _vlines(fig.axes[0])
     assert (lines["optimistic"], lines["separation_q2"], lines["separation_q1"]) == expected
-    # no threshold lines when x is something else
-    fig = plots.figure(ds, {"kind": "error_vs", "x": "init_scale", "panel": "n_train"})
+    # not asked for, or x is something else: no threshold lines
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale"})
     assert not _vlines(fig.axes[0])
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "init_scale", "panel": "n_train",
+                            "overlays": ["sample_sizes"]})
+    assert not _vlines(fig.axes[0])
+
+
+def test_a_family_draws_only_its_own_overlays():
+    """A patch_cnn sweep over n_train: no single-neuron thresholds, and asking for them is
+    refused before anything is drawn."""
+    sweep = {"name": "fake", "family": "patch_cnn", "base": {}}
+    ds = fake(sweep, np.full((3, 2), 0.1), ("n_train", "snr"),
+              {"n_train": [10, 20, 40], "snr": [0.1, 0.2]})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "snr"})
+    assert not _vlines(fig.axes[0])
+    assert fig.legends[0].get_texts()[0].get_text() == "snr = 0.1"
+    with pytest.raises(ValueError, match="unknown overlay 'sample_sizes' for family 'patch_cnn'"):
+        plots.figure(ds, {"kind": "error_vs", "x": "n_train", "overlays": ["sample_sizes"]})
+    with pytest.raises(ValueError, match="unknown figure kind 'dynamics'"):
+        plots.figure(ds, {"kind": "dynamics"})
 
 
 def test_panel_titles_name_the_thresholds():
     ds = fake(n_sweep(), np.full((5, 2), 0.1), ("n_train", "imbalance"),
               {"n_train": [2, 3, 4, 5, 6], "imbalance": [0.0, 1.0]})
-    fig = plots.figure(ds, {"kind": "error_vs", "x": "imbalance", "panel": "n_train"})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "imbalance", "panel": "n_train",
+                            "overlays": ["sample_sizes"]})
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles == ["n_train = 2 (below optimistic)", "n_train = 3 (optimistic)",
                       "n_train = 4 (separation Q2)", "n_train = 5 (separation Q1)",
@@ -203,7 +241,7 @@ def test_unknown_kind_and_dim_are_refused():
 
 
 def test_benign_conditions_closed_forms():
-    from twolayer import theory
+    from twolayer.families.patch_cnn import theory
 
     # Kou: n |mu|^4 / (sigma^4 d), the same from snr (|mu| = snr sigma sqrt(d))
     q = theory.benign_quantity("kou", n_train=20, input_dim=400, noise_std=2.0, signal_norm=6.0)
@@ -227,10 +265,10 @@ def test_heatmap_overlay_is_drawn_where_the_condition_holds():
                        dims=("input_dim", "signal_norm", "step"))
     ds = xr.Dataset({"test_error": err}, coords={"input_dim": dims, "signal_norm": norms,
                                                  "step": [0, 10]})
-    ds.attrs["sweep"] = json.dumps({"family": "patch_cnn", "base": {"n_train": 20},
-                                    "train": {}})
+    ds = with_settings(ds, {"family": "patch_cnn", "base": {"n_train": 20}})
     fig = plots.figure(ds, {"kind": "heatmap", "x": "input_dim", "y": "signal_norm",
-                            "overlays": [{"condition": "kou", "constant": 40.0}]})
+                            "overlays": [{"name": "condition", "condition": "kou",
+                                          "constant": 40.0}]})
     ax = fig.axes[0]
     paths = [p for c in ax.collections for p in getattr(c, "get_paths", lambda: [])()
              if len(p.vertices) > 10 and c.get_edgecolor().size and c.get_edgecolor()[0][0] == 1.0]

@@ -10,13 +10,16 @@ import xarray as xr
 from jax.flatten_util import ravel_pytree
 
 from twolayer import activations, analysis, theory
-from twolayer.families import single_neuron as sn
+from twolayer.families.single_neuron import analysis as sn_analysis
+from twolayer.families.single_neuron import model as sn
+from twolayer.families.single_neuron import theory as sn_theory
 from twolayer.train import train_group
+from twolayer.train import run_values
 
 
 def _flat_loss(fam, cfg, params, data):
     flat, unravel = ravel_pytree(params)
-    return flat, unravel, jax.jit(lambda th: fam.loss(cfg, unravel(th), data))
+    return flat, unravel, jax.jit(lambda th: fam.loss(cfg, run_values(cfg), unravel(th), data))
 
 
 # ---------------------------------------------------------------- loss and its gradient
@@ -26,7 +29,7 @@ def _flat_loss(fam, cfg, params, data):
 def test_loss_and_gradient_vs_finite_differences(fam, make, bp_of, activation, bias, loss):
     cfg = make(activation=activation, bias=bias, loss=loss, sampling="gaussian", input_dim=2,
                n_train=7, n_test=5, width=3, target_w=((0.7, -1.2),))
-    _, data, _ = fam.setup(cfg, bp_of(cfg))
+    _, data, _ = fam.setup(cfg, run_values(cfg))
     x, y = np.asarray(data["x"]), np.asarray(data["y"])
     rng = np.random.default_rng(1)
     for _ in range(100):  # O(1) parameters; relu: pre-activations away from the kink
@@ -47,7 +50,7 @@ def test_loss_and_gradient_vs_finite_differences(fam, make, bp_of, activation, b
 
     @jax.jit
     def everything(th):  # value, gradient and central differences in one compiled call
-        f = lambda t: fam.loss(cfg, unravel(t), data)  # noqa: E731
+        f = lambda t: fam.loss(cfg, run_values(cfg), unravel(t), data)  # noqa: E731
         return f(th), jax.grad(f)(th), (jax.vmap(f)(th + eye) - jax.vmap(f)(th - eye)) / (2 * h)
 
     value, grad, fd = (np.asarray(v) for v in everything(flat))
@@ -61,7 +64,7 @@ def test_loss_and_gradient_vs_finite_differences(fam, make, bp_of, activation, b
 def test_first_n_training_inputs_shared_across_n(fam, make, bp_of, sampling):
     cfgs = {n: make(sampling=sampling, input_dim=3, n_train=n, n_test=11, seed=4, data_seed=9)
             for n in (3, 7)}
-    out = {n: fam.setup(c, bp_of(c)) for n, c in cfgs.items()}
+    out = {n: fam.setup(c, run_values(c)) for n, c in cfgs.items()}
     x3, x7 = np.asarray(out[3][1]["x"]), np.asarray(out[7][1]["x"])
     assert x3.shape == (3, 3) and x7.shape == (7, 3)
     np.testing.assert_array_equal(x3, x7[:3])
@@ -71,18 +74,18 @@ def test_first_n_training_inputs_shared_across_n(fam, make, bp_of, sampling):
     if sampling == "uniform":
         assert np.all(np.abs(x7) <= 2.0) and np.max(np.abs(x7)) > 1.0
     # same settings twice: identical; another data seed: other data, same init
-    again = fam.setup(cfgs[7], bp_of(cfgs[7]))
+    again = fam.setup(cfgs[7], run_values(cfgs[7]))
     np.testing.assert_array_equal(again[1]["x"], x7)
     np.testing.assert_array_equal(again[0]["w"], out[7][0]["w"])
     other = make(sampling=sampling, input_dim=3, n_train=7, n_test=11, seed=4, data_seed=10)
-    p_o, d_o, _ = fam.setup(other, bp_of(other))
+    p_o, d_o, _ = fam.setup(other, run_values(other))
     assert not np.allclose(d_o["x"], x7)
     np.testing.assert_array_equal(p_o["w"], out[7][0]["w"])
 
 
 def test_fixed_sampling_is_linspace(fam, make, bp_of):
     cfg = make(n_train=5, n_test=9)
-    _, data, _ = fam.setup(cfg, bp_of(cfg))
+    _, data, _ = fam.setup(cfg, run_values(cfg))
     np.testing.assert_allclose(np.asarray(data["x"])[:, 0], np.linspace(-2, 2, 5), rtol=0,
                                atol=1e-15)
     np.testing.assert_allclose(data["y"], np.tanh(np.linspace(-2, 2, 5) + 1), rtol=1e-15)
@@ -92,7 +95,7 @@ def test_fixed_sampling_is_linspace(fam, make, bp_of):
 def test_worked_data_vector_numbers(fam, make, bp_of):
     for n, g_ref, norm_ref in [(6, (5.0604, 2.4342), 5.6154), (3, (3.5133, 0.9951), 3.6515)]:
         cfg = make(n_train=n)
-        _, data, info = fam.setup(cfg, bp_of(cfg))
+        _, data, info = fam.setup(cfg, run_values(cfg))
         g = np.asarray(sn.data_vector(cfg, data["x"], data["y"]))
         np.testing.assert_allclose(g, g_ref, rtol=0, atol=5e-5)
         assert abs(float(info["g_norm"]) - norm_ref) < 5e-5
@@ -101,9 +104,9 @@ def test_worked_data_vector_numbers(fam, make, bp_of):
 
 def test_worked_escape_times():
     g = 5.6154
-    assert theory.time_shift(1e-20, 0.01, g, "flow") == pytest.approx(820, rel=0.01)
-    assert theory.time_shift(1e-20, 0.5, g) == pytest.approx(35, abs=1)
-    assert theory.time_shift(1e-20, 0.01, g) == pytest.approx(np.log(1e20) / np.log1p(0.056154))
+    assert sn_theory.time_shift(1e-20, 0.01, g, "flow") == pytest.approx(820, rel=0.01)
+    assert sn_theory.time_shift(1e-20, 0.5, g) == pytest.approx(35, abs=1)
+    assert sn_theory.time_shift(1e-20, 0.01, g) == pytest.approx(np.log(1e20) / np.log1p(0.056154))
 
 
 # ---------------------------------------------------------------- C_k and the Hessian at 0
@@ -115,7 +118,7 @@ def test_c_coeff_is_projection_on_top_hessian_eigenvector(fam, make, bp_of, acti
     m = 3
     cfg = make(activation=activation, loss=loss, sampling=sampling, input_dim=d, width=m,
                n_train=6, n_test=5, init_scale=1e-2, seed=3)
-    params0, data, info = fam.setup(cfg, bp_of(cfg))
+    params0, data, info = fam.setup(cfg, run_values(cfg))
     g = np.asarray(sn.data_vector(cfg, data["x"], data["y"]))
     gn = np.linalg.norm(g)
     zero = jax.tree_util.tree_map(jnp.zeros_like, params0)
@@ -156,8 +159,8 @@ def test_prescribed_imbalance_is_exact_and_zero_stays_zero(fam, make):
     for i, lev in enumerate(levels):
         assert c[i, 1] == pytest.approx(lev * c[i, 0], rel=1e-12, abs=0)
     assert np.all(c[:, 0] != 0)
-    np.testing.assert_allclose(analysis.imbalance_of(ds), levels, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(analysis.c_ratio(ds)[1:], 1 / np.array(levels[1:]), rtol=1e-12)
+    np.testing.assert_allclose(sn_analysis.imbalance_of(ds), levels, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(sn_analysis.c_ratio(ds)[1:], 1 / np.array(levels[1:]), rtol=1e-12)
     # c~ = 0: neuron 2 is zero and stays zero; neuron 1 moved
     for name in ("a", "w", "b"):
         assert np.all(ds[name].isel(run=0, neuron=1).values == 0.0)
@@ -184,22 +187,22 @@ def _random_target(rng, d, bias, k):
 @pytest.mark.parametrize("bias", [True, False])
 def test_model_rank_of_target_is_k_times_d_plus_1(fam, make, d, bias):
     rng = np.random.default_rng(10 * d + bias)
-    D = theory.effective_dim(d, bias)
+    D = sn_theory.effective_dim(d, bias)
     for k in (1, 2, 3):
         tgt = _random_target(rng, d, bias, k)
         for m in (k, k + 1, k + 3):
             cfg = make(input_dim=d, bias=bias, width=m, sampling="gaussian", **tgt)
-            rank = theory.model_rank_of_target(cfg)
-            assert rank == k * (D + 1) == theory.optimistic_sample_size(d, bias, k), (k, m)
+            rank = sn_theory.model_rank_of_target(cfg)
+            assert rank == k * (D + 1) == sn_theory.optimistic_sample_size(d, bias, k), (k, m)
         # the verdict does not hang on the tolerance: a wide gap around the cut
-        sv = theory.jacobian_singular_values(fam, cfg, theory.target_point(cfg))
+        sv = theory.jacobian_singular_values(fam, cfg, sn_theory.target_point(cfg))
         sv = sv / sv[0]
         assert sv[rank - 1] > 1e-6 and (sv.size == rank or sv[rank] < 1e-13)
 
 
 def test_model_rank_split_point_generic_point_and_zero(fam, make):
     cfg = make(width=3)  # tanh(x + 1), d = 1 with bias: rank 3
-    assert theory.model_rank_of_target(cfg) == 3
+    assert sn_theory.model_rank_of_target(cfg) == 3
     split = {"a": jnp.array([0.3, 0.7, 0.0]), "w": jnp.ones((3, 1)), "b": jnp.ones(3)}
     assert theory.model_rank(fam, cfg, split) == 3
     neg = {"a": jnp.array([0.3, -0.7, 0.0]), "w": jnp.array([[1.0], [-1.0], [0.0]]),
@@ -220,13 +223,13 @@ def test_model_rank_split_point_generic_point_and_zero(fam, make):
     off = {"a": jnp.array([1.0, 1.0]), "w": jnp.array([[0.0], [0.0]]), "b": jnp.array([1.0, -1.0])}
     assert theory.model_rank(fam, relu, off) == 2  # span{1, x}: neuron 2 is dead
     with pytest.raises(ValueError):
-        theory.target_point(make(width=2, target_a=(1.0, 1.0, 1.0), target_b=(1.0, 1.0, 1.0)))
+        sn_theory.target_point(make(width=2, target_a=(1.0, 1.0, 1.0), target_b=(1.0, 1.0, 1.0)))
 
 
 def test_sample_size_closed_forms():
-    assert theory.sample_sizes(1, True) == {"optimistic": 3, "separation_q2": 4,
+    assert sn_theory.sample_sizes(1, True) == {"optimistic": 3, "separation_q2": 4,
                                             "separation_q1": 5, "all_perfect": 6}
-    assert theory.sample_sizes(3, True) == {"optimistic": 5, "separation_q2": 6,
+    assert sn_theory.sample_sizes(3, True) == {"optimistic": 5, "separation_q2": 6,
                                             "separation_q1": 9, "all_perfect": 10}
 
 
@@ -236,7 +239,7 @@ def _balance_defect(fam, make, bp_of, activation):
     per-step change of a^2 - |w|^2 - b^2 from eta^2 (g_a^2 - |g_w|^2 - g_b^2)."""
     cfg = make(activation=activation, width=3, sampling="gaussian", input_dim=2, n_train=8,
                n_test=5, init_scale=0.5, seed=2)
-    p, data, _ = fam.setup(cfg, bp_of(cfg))
+    p, data, _ = fam.setup(cfg, run_values(cfg))
     eta = 0.01
 
     def balance(q):
@@ -244,7 +247,7 @@ def _balance_defect(fam, make, bp_of, activation):
 
     @jax.jit
     def step(q):
-        gr = jax.grad(lambda t: fam.loss(cfg, t, data))(q)
+        gr = jax.grad(lambda t: fam.loss(cfg, run_values(cfg), t, data))(q)
         new = jax.tree_util.tree_map(lambda v, g: v - eta * g, q, gr)
         law = eta ** 2 * (gr["a"] ** 2 - jnp.sum(gr["w"] ** 2, axis=1) - gr["b"] ** 2)
         size = q["a"] ** 2 + jnp.sum(q["w"] ** 2, axis=1) + q["b"] ** 2
@@ -276,9 +279,9 @@ def test_time_shift_aligns_trajectories(fam, make):
                  max_steps=6000, n_checkpoints=400, loss_tol=0.0) for s in scales]
     ds = train_group(fam, cfgs, progress=False).assign_coords(init_scale=("run", scales))
     ds.attrs["learning_rate"] = 0.01
-    shifted = analysis.time_shifted_step(ds)  # init_scale from the coord, eta from the attrs
+    shifted = sn_analysis.time_shifted_step(ds)  # init_scale from the coord, eta from the attrs
     np.testing.assert_allclose(
-        shifted, analysis.time_shifted_step(ds, learning_rate=0.01, init_scale=ds["init_scale"]))
+        shifted, sn_analysis.time_shifted_step(ds, learning_rate=0.01, init_scale=ds["init_scale"]))
     lam = float(ds["g_norm"][0])
     np.testing.assert_allclose(
         shifted.sel(step=0), -np.log(1 / np.array(scales)) / np.log1p(0.01 * lam), rtol=1e-12)
@@ -301,13 +304,13 @@ def test_time_shift_settings_from_attrs_and_mean_loss(fam, make):
     ds = xr.Dataset({"g_norm": ("run", [2.0, 4.0])}, coords={"step": [0, 10]})
     ds.attrs["learning_rate"] = 0.1
     ds.attrs["init_scale"] = 1e-6
-    out = analysis.time_shifted_step(ds)
+    out = sn_analysis.time_shifted_step(ds)
     expect = np.log(1e6) / np.log1p(0.1 * np.array([2.0, 4.0]))
     np.testing.assert_allclose(out.sel(step=10), 10 - expect, rtol=1e-12)
-    out = analysis.time_shifted_step(ds, loss="mean", n_train=4, slope=2.0, optimizer="flow")
+    out = sn_analysis.time_shifted_step(ds, loss="mean", n_train=4, slope=2.0, optimizer="flow")
     np.testing.assert_allclose(out.sel(step=0), -np.log(1e6) / (0.1 * np.array([1.0, 2.0])))
     with pytest.raises(ValueError):
-        analysis.time_shifted_step(xr.Dataset({"g_norm": ("run", [1.0])}, coords={"step": [0]}))
+        sn_analysis.time_shifted_step(xr.Dataset({"g_norm": ("run", [1.0])}, coords={"step": [0]}))
 
 
 # ---------------------------------------------------------------- both ends of c~ (trained)
@@ -318,7 +321,7 @@ def test_extreme_imbalances_reach_q2_and_q1(fam, make):
                  n_checkpoints=20, loss_tol=1e-20, seed=0) for c in (0.0, 1.0)]
     ds = train_group(fam, cfgs, progress=False)
     assert ds["converged"].all() and ds["recovered"].all()
-    assert list(analysis.branch(ds).values) == ["Q2", "Q1"]
+    assert list(sn_analysis.branch(ds).values) == ["Q2", "Q1"]
     a = analysis.final(ds["a"]).values
     # (both neurons may end as the odd mirror image (-a, -w, -b) of the target: same function)
     assert a[0, 1] == 0.0 and abs(a[1, 0] - a[1, 1]) < 1e-4 and abs(abs(a[1].sum()) - 1) < 1e-8
@@ -356,27 +359,27 @@ def _synthetic(cases, nan_last=()):
 
 def test_branch_classification_on_synthetic_values():
     ds = _synthetic(CASES, nan_last=(0, 3))  # runs 0 and 3 stopped early (NaN after a merge)
-    got = analysis.branch(ds)
+    got = sn_analysis.branch(ds)
     assert got.dims == ("run",)
     assert list(got.values) == [c[-1] for c in CASES]
     # explicit tolerances change the verdicts they should
-    loose = analysis.branch(ds, a_tol=1e-2)
+    loose = sn_analysis.branch(ds, a_tol=1e-2)
     assert loose.values[8] == "Q2" and loose.values[1] == "Q2"
-    strict = analysis.branch(ds, match_tol=1e-3)
+    strict = sn_analysis.branch(ds, match_tol=1e-3)
     assert strict.values[1] == "none" and strict.values[0] == "Q2"
-    no_flip = analysis.branch(ds, sign_flip=False)
+    no_flip = sn_analysis.branch(ds, sign_flip=False)
     assert no_flip.values[2] == "none" and no_flip.values[4] == "none"
     assert no_flip.values[3] == "Q1"
     # another target: 2 tanh(0.5 x) without bias
     ds2 = ds.drop_vars("b").isel(run=[0, 3])
     ds2["a"][:, -1] = [[2.0, 0.0], [1.5, 0.5]]
     ds2["w"][:, -1] = [[[0.5], [3.0]], [[0.5], [0.5]]]
-    assert list(analysis.branch(ds2, target_a=2.0, target_w=0.5).values) == ["Q2", "Q1"]
+    assert list(sn_analysis.branch(ds2, target_a=2.0, target_w=0.5).values) == ["Q2", "Q1"]
     # swept dims (seed x imbalance) are kept, step/neuron/input are gone
     sw = ds.isel(run=[0, 3, 5, 2]).assign_coords(run=np.arange(4))
     sw = sw.assign_coords(seed=("run", [0, 0, 1, 1]), imbalance=("run", [0.1, 0.9, 0.1, 0.9]))
     sw = sw.set_index(run=["seed", "imbalance"]).unstack("run")
-    got = analysis.branch(sw)
+    got = sn_analysis.branch(sw)
     assert set(got.dims) == {"seed", "imbalance"}
     assert got.sel(seed=0, imbalance=0.9).item() == "Q1"
     assert got.sel(seed=1, imbalance=0.1).item() == "none"
@@ -389,9 +392,9 @@ def test_final_ratio_and_recovery_rate():
     np.testing.assert_array_equal(analysis.final(da), [3.0, 4.0, 5.0])
     c = xr.Dataset({"c_coeff": (("run", "neuron"), [[2.0, -1.0], [0.5, 2.0], [1.0, 0.0],
                                                    [0.0, 0.0]])})
-    np.testing.assert_allclose(analysis.c_ratio(c)[:3], [2.0, 0.25, np.inf])
-    np.testing.assert_allclose(analysis.imbalance_of(c)[:3], [0.5, 0.25, 0.0])
-    assert np.isnan(analysis.imbalance_of(c)[3])
+    np.testing.assert_allclose(sn_analysis.c_ratio(c)[:3], [2.0, 0.25, np.inf])
+    np.testing.assert_allclose(sn_analysis.imbalance_of(c)[:3], [0.5, 0.25, 0.0])
+    assert np.isnan(sn_analysis.imbalance_of(c)[3])
     rec = xr.Dataset({"recovered": (("n_train", "seed"), [[True, False, True, True],
                                                           [False, False, False, True]])},
                      coords={"n_train": [3, 6]})
@@ -414,18 +417,18 @@ def test_sharpness_at_a_global_minimum_is_gauss_newton(fam, make, bp_of):
 
     for loss in ("sum", "mean"):
         cfg = make(n_train=6, loss=loss, init_scale=1e-3)
-        _, data, _ = fam.setup(cfg, bp_of(cfg))
+        _, data, _ = fam.setup(cfg, run_values(cfg))
         q2 = {"a": jnp.array([1.0, 0.0]), "w": jnp.array([[1.0], [0.3]]), "b": jnp.array([1.0, -0.2])}
-        assert float(fam.loss(cfg, q2, data)) < 1e-28  # a global minimum
+        assert float(fam.loss(cfg, run_values(cfg), q2, data)) < 1e-28  # a global minimum
         flat, unravel = ravel_pytree(q2)
         jac = jax.jacobian(lambda f: fam.predict(cfg, unravel(f), data["x"]))(flat)
         gauss_newton = np.linalg.eigvalsh(np.asarray(jac.T @ jac))[-1] / (6 if loss == "mean" else 1)
-        sharp = theory.sharpness(fam, cfg, q2, data)
+        sharp = theory.sharpness(fam, cfg, run_values(cfg), q2, data)
         assert sharp == pytest.approx(gauss_newton, rel=1e-10)
         assert (sharp > 2 / 0.5) == (loss == "sum")
         # GD at eta = 0.5 from a tiny perturbation: leaves the minimum iff it is unstable
         p = {k: v + 1e-6 for k, v in q2.items()}
-        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, run_values(cfg), q, data)))
         for _ in range(400):
             g = grad(p)
             p = {k: p[k] - 0.5 * g[k] for k in p}

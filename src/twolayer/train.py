@@ -397,7 +397,7 @@ def check_group(family, cfg) -> None:
     from . import flow
     from .families import version
 
-    bp = {k: v[0] for k, v in batched_values([cfg], np.dtype(cfg.dtype)).items()}
+    bp = run_values(cfg)
     shapes = _output_shapes(family.name, version(), static_part(cfg), bp)
     if cfg.optimizer != "flow":
         return
@@ -421,6 +421,12 @@ def batched_values(cfgs, dtype) -> dict[str, np.ndarray]:
         kind = np.int64 if isinstance(vals[0], int) and not isinstance(vals[0], bool) else dtype
         out[name] = np.asarray(vals, dtype=kind)
     return out
+
+
+def run_values(cfg) -> dict:
+    """The batched values of one run, as a family's functions receive them (``bp``): for
+    calling ``setup``, ``loss``, ``observe`` ... of a family directly."""
+    return {k: v[0] for k, v in batched_values([cfg], np.dtype(cfg.dtype)).items()}
 
 
 def _take(tree, idx):
