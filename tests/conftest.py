@@ -28,3 +28,20 @@ def make(fam):
 def bp_of():
     """bp_of(cfg) -> the batched values of one run, as family.setup receives them."""
     return run_values
+
+
+class States:
+    """A training-state file in memory that keeps the first snapshot saved after the start
+    (``train_group(..., state_file=States())``; resume with ``States(first)``)."""
+
+    every = 0.0
+
+    def __init__(self, snap=None):
+        self.first, self.snap = None, snap
+
+    def load(self):
+        return self.snap
+
+    def save(self, arrays):
+        if self.first is None and int(arrays["now"]) > 0:
+            self.first = {k: np.array(v) for k, v in arrays.items()}

@@ -14,6 +14,8 @@ from twolayer.families.single_neuron import analysis as sn_analysis
 from twolayer.families.single_neuron import theory as sn_theory
 from twolayer.config import ConfigError, static_part
 from twolayer.train import STATUS, checkpoint_times, train_group
+
+from conftest import States
 from twolayer.train import run_values
 
 # one static group for most tests (compiled once): width 2, n = 6 evenly spaced points
@@ -146,29 +148,13 @@ def test_flow_step_budget_nan_and_a_wall_are_flagged(fam, make):
     assert np.isfinite(wall["train_loss"].values).all() and float(wall["stop_time"][0]) < 1e6
 
 
-class _States:
-    """A state file in memory that keeps the first snapshot saved."""
-
-    every = 0.0
-
-    def __init__(self, snap=None):
-        self.first, self.snap = None, snap
-
-    def load(self):
-        return self.snap
-
-    def save(self, arrays):
-        if self.first is None and int(arrays["now"]) > 0:
-            self.first = {k: np.array(v) for k, v in arrays.items()}
-
-
 def test_flow_resumes_mid_run_with_the_same_result(fam, make):
     cfgs = [make(**FLOW, max_time=1e7, init_scale=1e-8, imbalance=c, seed=s)
             for c, s in ((0.2, 0), (0.9, 1), (0.5, 2))]
-    states = _States()
+    states = States()
     ref = train_group(fam, cfgs, progress=False, state_file=states)
     assert states.first is not None and 0 < int(states.first["now"]) < int(ref["stop_step"].max())
-    again = train_group(fam, cfgs, progress=False, state_file=_States(states.first))
+    again = train_group(fam, cfgs, progress=False, state_file=States(states.first))
     xr.testing.assert_identical(again, ref)
 
 

@@ -40,6 +40,10 @@ name to ``fn(ax, ds, spec, options, where) -> list of legend handles``, drawn on
 figure that asks for it (``overlays = ["name", {name = "other", ...}]`` in a figure table;
 ``where`` is the panel's dim values); ``labels`` gives axis labels for config fields;
 ``run_figure(ds)`` draws one run (default: the generic curves of train_loss and test_error).
+
+``example`` holds the settings of a small run that trains in about a second (the contract
+suite and the docs use it); ``sample_size`` names the config field of the number of
+training samples (None if there is none), whose first samples must not depend on it.
 """
 from __future__ import annotations
 
@@ -91,6 +95,8 @@ class Family:
     overlays: Mapping[str, Callable] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     run_figure: Callable | None = None
+    example: Mapping[str, Any] = field(default_factory=dict)
+    sample_size: str | None = "n_train"
     doc: str = ""
 
     # ------------------------------------------------------------ tables
@@ -149,6 +155,12 @@ class Family:
         for need in ("train_loss", "test_error"):
             if need not in self.table or self.table[need].kind != "observe":
                 fail(f"observe must record '{need}' (declare it in variables, kind 'observe')")
+        specs_names = set(specs)
+        for key in self.example:
+            if key not in specs_names:
+                fail(f"example: '{key}' is not a field of its Config")
+        if self.sample_size is not None and self.sample_size not in specs_names:
+            fail(f"sample_size: '{self.sample_size}' is not a field of its Config")
         for kind, table in (("figures", self.figures), ("overlays", self.overlays)):
             for key, fn in table.items():
                 if not callable(fn):

@@ -45,8 +45,11 @@ def _family() -> Family:
     return Family(
         name="patch_cnn", Config=model.Config, setup=model.setup, loss=model.loss,
         observe=model.observe, finalize=model.finalize, predict=model.predict,
-        step_sizes=model.step_sizes, variables=VARIABLES, coords=model.coords,
+        step_sizes=model.step_sizes, inputs=model.inputs, variables=VARIABLES,
+        coords=model.coords,
         overlays=plots.OVERLAYS, labels=plots.LABELS, doc=__doc__,
+        example=dict(input_dim=30, n_train=6, n_test=50, width=2, snr=0.5, max_steps=60,
+                     n_checkpoints=6, learning_rate=0.2),
     ).check()
 
 

@@ -422,6 +422,12 @@ def predict(cfg, params, x):
     return _readout(cfg, params, jnp.sum(_activation(cfg, bp)(z), axis=2))
 
 
+def inputs(cfg, n, seed):
+    """n random explicit inputs for ``predict`` (``theory.model_rank``): both patches
+    N(0, I_d), shape (n, 2, d), float64, from ``numpy.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).standard_normal((n, 2, cfg.input_dim))
+
+
 def step_sizes(cfg, bp, params):
     """Per-parameter step sizes: the output layer's own (or 0 when frozen)."""
     lr = bp["learning_rate"]

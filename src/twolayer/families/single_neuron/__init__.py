@@ -35,6 +35,9 @@ def _family() -> Family:
         residuals=model.residuals, variables=VARIABLES, coords=model.coords,
         figures=plots.FIGURES, overlays=plots.OVERLAYS, labels=plots.LABELS,
         run_figure=plots.run_figure, doc=__doc__,
+        example=dict(width=2, n_train=4, sampling="gaussian", init_scale=0.1, learning_rate=0.05,
+                     max_steps=200,
+                     n_checkpoints=6),
     ).check()
 
 
