@@ -755,7 +755,7 @@ def _to_dataset(family, cfg0, grid, obs, info, fin, final_state, bp_all) -> xr.D
     return ds
 
 
-# the variables every family's runs get from the engine (a family's DESCRIBE may rename them)
+# the variables every family's runs get from the engine (a family's variables may rename them)
 ENGINE_DESCRIBE = {"stop_step": "updates done when the run stopped (flow: accepted solver steps)",
                    "stop_time": "flow time when the run stopped (gradient descent: "
                                 "learning_rate * stop_step)",
