@@ -9,7 +9,7 @@ import xarray as xr
 from . import store
 from . import sweeps as _sweep
 from .config import make_config, to_dict
-from .families import get as get_family
+from .family import get as get_family
 
 
 def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Dataset:

@@ -40,7 +40,7 @@ import numpy as np
 from . import store
 from .config import (ConfigError, field_specs, make_config, static_key, static_names,
                      suggest, to_dict)
-from .families import get as get_family
+from .family import get as get_family
 
 SHARD_FORMAT = 2  # bump when the engine's output for the same configs changes
 TOP_KEYS = ("name", "family", "description", "base", "train", "axes", "zip", "figure", "scales")

@@ -223,7 +223,7 @@ def _flow(family, cfg):
 
 # ---------------------------------------------------------------- compiled pieces of one group
 def _program(family, cfg):
-    from .families import version
+    from .family import version
 
     return _program_cached(family.name, version(), cfg)
 
@@ -232,7 +232,7 @@ def _program(family, cfg):
 def _program_cached(family_name, family_version, cfg):
     """Compiled functions of one static config (``cfg`` has its batched fields blanked), for
     one version of the family's registration (a family registered again gets new ones)."""
-    from .families import get
+    from .family import get
     family = get(family_name)
     flow = cfg.optimizer == "flow"
     init_state, phases, clock = (_flow if flow else _descent)(family, cfg)
@@ -363,7 +363,7 @@ def _output_shapes(family_name, family_version, cfg, bp):
         key = None
     if key is not None and key in _CHECKED:
         return _CHECKED[key]
-    from .families import get
+    from .family import get
 
     family = get(family_name)
 
@@ -395,7 +395,7 @@ def check_group(family, cfg) -> None:
         raise ConfigError(f"polish = true needs a least-squares family; '{family.name}' gives "
                           f"no residuals")
     from . import flow
-    from .families import version
+    from .family import version
 
     bp = run_values(cfg)
     shapes = _output_shapes(family.name, version(), static_part(cfg), bp)

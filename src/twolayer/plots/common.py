@@ -20,7 +20,7 @@ sweep_spec = analysis.sweep_spec
 
 def family_of(ds):
     """The registered family whose runs ``ds`` holds (its ``family`` attribute), or None."""
-    from ..families import get
+    from ..family import get
 
     name = ds.attrs.get("family") if hasattr(ds, "attrs") else None
     try:
