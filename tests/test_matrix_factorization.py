@@ -15,6 +15,7 @@ import xarray as xr
 from jax.flatten_util import ravel_pytree
 
 import twolayer  # noqa: F401  (float64 and host devices before jax is used)
+from twolayer import theory
 from twolayer.config import ConfigError, make_config, static_part
 from twolayer.families import get
 from twolayer.families.matrix_factorization import model as mf
@@ -57,6 +58,23 @@ def test_model_rank_at_the_target_is_the_optimistic_size(size, width, ranks):
             cfg = make(size=size, width=width, target_rank=r, n_train=1, data_seed=data_seed)
             assert mf_theory.target_model_rank(FAM, cfg) == mf_theory.optimistic_sample_size(
                 size, r), (size, width, r, data_seed)
+
+
+def test_observed_rank_reaches_the_optimistic_size_only_from_it_on():
+    for r in (1, 2):
+        opt = mf_theory.optimistic_sample_size(4, r)
+        ranks = [mf_theory.observed_rank(FAM, make(target_rank=r, n_train=n, data_seed=1))
+                 for n in range(1, 17)]
+        assert ranks == sorted(ranks) and ranks[-1] == opt  # nested sets: never decreases
+        assert all(q <= n for n, q in zip(range(1, 17), ranks))  # at most one per entry
+        assert ranks[opt - 2] < opt
+    # the closed-form Jacobian is the model Jacobian through one-hot inputs
+    cfg = make(target_rank=2, n_train=9, data_seed=2)
+    p = mf.target_params(cfg, run_values(cfg))
+    _, data, _ = init(cfg)
+    x = mf_theory.observed_inputs(cfg, data["mask"])
+    np.testing.assert_allclose(mf_theory.observed_jacobian(p["w1"], p["w2"], data["mask"]),
+                               theory.model_jacobian(FAM, cfg, p, x=x), atol=1e-14)
 
 
 def test_target_point_is_a_factorization_of_the_target():
