@@ -33,6 +33,7 @@ EXPECTED_DIMS = {  # the swept dims, in spec order, then step (gradient flow: ti
     "kou2023-demo": ("seed", "step"),
     "init-matters-dynamics": ("output_init_scale", "seed", "step"),
     "init-matters-phase": ("output_init_scale", "n_train", "snr", "seed", "step"),
+    "matrix-completion": ("target_rank", "n_train", "data_seed", "step"),
 }
 
 

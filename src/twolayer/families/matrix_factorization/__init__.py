@@ -1,0 +1,33 @@
+"""Family ``matrix_factorization``: a two-layer linear network f = W2 W1 completing a
+low-rank k x k matrix from some of its entries. ``model`` holds the config, data, loss and
+observables, ``theory`` the optimistic sample size r (2k - r), ``plots`` its overlay."""
+from __future__ import annotations
+
+from ...family import Family, Variable
+from . import model
+from .model import Config, predict, target_factors, target_params  # noqa: F401
+
+VARIABLES = (
+    Variable("train_loss", "training loss (1/2 sum over observed entries)"),
+    Variable("test_error", "test MSE (all entries)"),
+    Variable("test_error_unobserved", "test MSE (unobserved entries)"),
+    Variable("balance", "balance |W1 W1^T - W2^T W2|_F"),
+    Variable("product_norm", "|W2 W1|_F"),
+    Variable("min_observed_per_line", "fewest observed entries in a row or column",
+             kind="info"),
+    Variable("recovered", "recovered", kind="finalize"),
+)
+
+
+def _family() -> Family:
+    from . import plots  # matplotlib only when the family is loaded
+
+    return Family(
+        name="matrix_factorization", Config=model.Config, setup=model.setup, loss=model.loss,
+        observe=model.observe, finalize=model.finalize, predict=model.predict,
+        residuals=model.residuals, inputs=model.inputs, variables=VARIABLES,
+        overlays=plots.OVERLAYS, labels=plots.LABELS, doc=__doc__,
+    ).check()
+
+
+FAMILY = _family()
