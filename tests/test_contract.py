@@ -184,6 +184,9 @@ def test_first_samples_do_not_depend_on_the_sample_size(name):
     more = dataclasses.replace(base, **{fam.sample_size: n + 3})
     _, d1, _ = fam.setup(static_part(base), run_values(base))
     _, d2, _ = fam.setup(static_part(more), run_values(more))
+    if fam.train_samples is not None:
+        d1 = fam.train_samples(static_part(base), run_values(base), d1)
+        d2 = fam.train_samples(static_part(more), run_values(more), d2)
     compared = 0
     for key in d1:
         a, b = np.asarray(d1[key]), np.asarray(d2[key])

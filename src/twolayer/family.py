@@ -43,7 +43,10 @@ figure that asks for it (``overlays = ["name", {name = "other", ...}]`` in a fig
 
 ``example`` holds the settings of a small run that trains in about a second (the contract
 suite and the docs use it); ``sample_size`` names the config field of the number of
-training samples (None if there is none), whose first samples must not depend on it.
+training samples (None if there is none), whose first samples must not depend on it;
+``train_samples(cfg, bp, data)`` (optional) gives the training samples in order, as arrays
+whose leading dim is that number (default: the data's arrays with that leading dim; a
+family whose data is padded or masked says which samples are real).
 """
 from __future__ import annotations
 
@@ -102,6 +105,7 @@ class Family:
     run_figure: Callable | None = None
     example: Mapping[str, Any] = field(default_factory=dict)
     sample_size: str | None = "n_train"
+    train_samples: Callable | None = None
     doc: str = ""
 
     # ------------------------------------------------------------ tables
@@ -143,7 +147,7 @@ class Family:
         for fn in ("setup", "loss", "observe", "finalize", "predict", "coords"):
             if not callable(getattr(self, fn)):
                 fail(f"'{fn}' must be a function")
-        for fn in ("step_sizes", "residuals", "inputs", "run_figure"):
+        for fn in ("step_sizes", "residuals", "inputs", "run_figure", "train_samples"):
             if getattr(self, fn) is not None and not callable(getattr(self, fn)):
                 fail(f"'{fn}' must be a function or None")
         names = [v.name for v in self.variables]

@@ -74,6 +74,7 @@ def error_vs(ds, spec: dict) -> Figure:
     fig, axes = _new(nrows, ncols, sharey=True)
     ylab = f"{reduced}\nfinal {_var_label(ds, y)}" if reduced else f"final {_var_label(ds, y)}"
     xs = np.asarray(da[x].values, dtype=float)
+    overlaid = []  # legend handles the overlays give
     for i, pv in enumerate(panels):
         ax = axes.flat[i]
         sub = shown.sel({panel: pv}) if panel else shown
@@ -141,14 +142,17 @@ def error_vs(ds, spec: dict) -> Figure:
             ax.set_ylabel(ylab)
         if panel:
             ax.set_title(f"{label(panel, ds)} = {_fmt(pv)}", fontsize=9)
-        draw_overlays(ax, ds, spec, {panel: pv} if panel else {})
+        overlaid.extend(draw_overlays(ax, ds, spec, {panel: pv} if panel else {}))
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    # one legend for the figure: every entry of every panel, once
+    # one legend for the figure: every entry of every panel and overlay, once
     entries = {}
     for ax in axes.flat[:len(panels)]:
         for h, text in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(text, h)
+    for h in overlaid:
+        if not h.get_label().startswith("_"):
+            entries.setdefault(h.get_label(), h)
     if entries:
         fig.legend(list(entries.values()), list(entries), fontsize=7,
                    loc="outside right center", frameon=False)

@@ -26,7 +26,10 @@ def _family() -> Family:
         name="matrix_factorization", Config=model.Config, setup=model.setup, loss=model.loss,
         observe=model.observe, finalize=model.finalize, predict=model.predict,
         residuals=model.residuals, inputs=model.inputs, variables=VARIABLES,
-        overlays=plots.OVERLAYS, labels=plots.LABELS, doc=__doc__,
+        overlays=plots.OVERLAYS, labels=plots.LABELS, train_samples=model.train_samples,
+        example=dict(size=4, width=4, target_rank=2, n_train=12, init_scale=0.1,
+                     max_steps=200, n_checkpoints=6),
+        doc=__doc__,
     ).check()
 
 

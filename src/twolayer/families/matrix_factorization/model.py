@@ -121,6 +121,14 @@ def observation_order(cfg, data_seed):
     return jnp.argsort(jnp.argsort(u))  # rank of each entry
 
 
+def train_samples(cfg, bp, data):
+    """The observed entries in the order they are observed (the contract's training
+    samples): their flat index i k + j and target value, n of them (eager, not jitted)."""
+    n = int(bp["n_train"])
+    first = jnp.argsort(observation_order(cfg, bp["data_seed"]))[:n]
+    return {"entry": first, "value": data["target"].ravel()[first]}
+
+
 def target_params(cfg, bp, dtype=jnp.float64):
     """The target as a parameter point: W2 = U, W1 = V^T, zero-padded (or cut, columns
     beyond r being zero) to width m; needs m >= r."""
