@@ -1,7 +1,7 @@
 """MkDocs hooks: the reference tables of the docs, generated from the code at build time.
 
 A page holds a marker (an HTML comment, invisible where the Markdown is read raw) and the
-build replaces it:
+build replaces it (not inside a fenced code block, where it is shown as written):
 
     <!-- twolayer:cli -->                 every command's --help
     <!-- twolayer:options FAMILY -->      the family's config fields (section, kind, default)
@@ -29,6 +29,7 @@ os.environ.setdefault("TWOLAYER_PROGRESS", "0")
 os.environ.setdefault("TWOLAYER_HOST_DEVICES", "1")
 
 MARKER = re.compile(r"<!-- twolayer:(\w+)(?: (\w+))? -->")
+FENCE = re.compile(r"(^```.*?^```[ \t]*$)", re.M | re.S)
 
 # when a variable of each kind is recorded (twolayer.family.KINDS)
 WHEN = {"observe": "every checkpoint", "finalize": "at the end", "info": "at the start"}
@@ -201,4 +202,6 @@ def on_page_markdown(markdown, page, config, files):
             return preset_table()
         raise ValueError(f"{page.file.src_path}: unknown marker twolayer:{kind}")
 
-    return MARKER.sub(replace, markdown)
+    # markers inside fenced code blocks are shown, not replaced (write-a-family.md quotes them)
+    parts = FENCE.split(markdown)
+    return "".join(part if i % 2 else MARKER.sub(replace, part) for i, part in enumerate(parts))
