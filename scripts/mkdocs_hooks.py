@@ -1,16 +1,22 @@
 """MkDocs hooks: the reference tables of the docs, generated from the code at build time.
 
 A page holds a marker (an HTML comment, invisible where the Markdown is read raw) and the
-build replaces it:
+build replaces it (not inside a fenced code block, where it is shown as written):
 
     <!-- twolayer:cli -->                 every command's --help
     <!-- twolayer:options FAMILY -->      the family's config fields (section, kind, default)
-    <!-- twolayer:variables FAMILY -->    every variable a run records, from a real tiny run
+    <!-- twolayer:variables FAMILY -->    every variable the family records (Family.variables)
+    <!-- twolayer:variables engine -->    the variables the engine adds, read off real runs
+    <!-- twolayer:families -->            every family: its page, its folder, what it is
+    <!-- twolayer:family_variables -->    a "Variables of NAME" section per family
     <!-- twolayer:presets -->             the shipped presets, their family and their size
 
 So the CLI reference, the options, the Dataset layout and the preset list cannot drift from
-the code: the variables table is read off an actual run of each family (every optional
-record switched on), and a variable without a description fails the build.
+the code. Families are found through the registry (``twolayer.families.names()``, the entry
+points of group ``twolayer.families``): a new family gets its tables without editing this
+file. Its variables table is its declared ``Family.variables`` (``Family.check`` refuses a
+variable without a long name, and the contract tests hold every run's outputs to the
+declaration); the engine's variables are read off a real tiny run of the default family.
 """
 from __future__ import annotations
 
@@ -23,15 +29,10 @@ os.environ.setdefault("TWOLAYER_PROGRESS", "0")
 os.environ.setdefault("TWOLAYER_HOST_DEVICES", "1")
 
 MARKER = re.compile(r"<!-- twolayer:(\w+)(?: (\w+))? -->")
+FENCE = re.compile(r"(^```.*?^```[ \t]*$)", re.M | re.S)
 
-# The smallest run of each family that records every variable it can record.
-TINY_RUNS = {
-    "single_neuron": dict(width=2, n_train=3, n_test=20, max_steps=5, n_checkpoints=3,
-                          imbalance=0.5, record_params=True, function_points=5, polish=True),
-    "patch_cnn": dict(input_dim=8, n_train=4, n_test=10, width=2, max_steps=5,
-                      n_checkpoints=3, record_filters=True, record_samples=True,
-                      record_coefficients=True),
-}
+# when a variable of each kind is recorded (twolayer.family.KINDS)
+WHEN = {"observe": "every checkpoint", "finalize": "at the end", "info": "at the start"}
 
 
 def _table(header, rows) -> str:
@@ -44,8 +45,7 @@ def _code(text) -> str:
     return f"`{text}`" if text != "" else ""
 
 
-@functools.lru_cache(maxsize=None)
-def cli_reference() -> str:
+def cli_reference(files=None) -> str:
     from twolayer import cli
 
     parser = cli.build_parser()
@@ -54,8 +54,11 @@ def cli_reference() -> str:
     for name, p in sub.choices.items():
         p.prog = f"twolayer {name}"
         parts += [f"### twolayer {name}", "", "```text", p.format_help().rstrip(), "```", ""]
-    parts += ["`twolayer run --family patch_cnn` takes the fields of that family instead; see "
-              "[its options](patch_cnn.md#options).", ""]
+    others = _families()[1:]
+    links = ", ".join(f"[{n}]({_page(n, files)})" if _page(n, files) else f"`{n}`"
+                      for n in others)
+    parts += [f"`twolayer run --family NAME` takes the fields of that family instead ({links}: "
+              "each family page lists its options).", ""]
     return "\n".join(parts)
 
 
@@ -75,19 +78,28 @@ def options(family: str) -> str:
     return _table(("field", "section", "kind", "default", "meaning"), rows)
 
 
+def _engine_runs() -> dict:
+    """The default family's example run with polish (where the family can polish) and the
+    same run under gradient flow: between them they record every engine variable."""
+    import twolayer
+    from twolayer.families import DEFAULT, get
+
+    fam = get(DEFAULT)
+    gd = dict(fam.example, polish=fam.residuals is not None)
+    flow = {k: v for k, v in fam.example.items() if k not in ("max_steps", "optimizer")}
+    return {"gradient descent, Adam": twolayer.run(DEFAULT, progress=False, **gd),
+            "gradient flow": twolayer.run(DEFAULT, progress=False, optimizer="flow",
+                                          max_time=1.0, **flow)}
+
+
 @functools.lru_cache(maxsize=None)
 def engine_variables() -> str:
     """The variables the engine adds to every family's runs: read off a gradient-descent run
-    with polish and a gradient-flow run of single_neuron."""
-    import twolayer
+    with polish and a gradient-flow run of the default family."""
     from twolayer.train import ENGINE_DESCRIBE
 
-    runs = {"gradient descent, Adam": twolayer.run(progress=False, **TINY_RUNS["single_neuron"]),
-            "gradient flow": twolayer.run(progress=False, optimizer="flow", max_time=1.0,
-                                          **{k: v for k, v in TINY_RUNS["single_neuron"].items()
-                                             if k not in ("max_steps", "polish")})}
     seen = {}
-    for kind, ds in runs.items():
+    for kind, ds in _engine_runs().items():
         for name, da in ds.data_vars.items():
             if name in ENGINE_DESCRIBE:
                 seen.setdefault(name, [da, []])[1].append(kind)
@@ -100,19 +112,63 @@ def engine_variables() -> str:
 
 @functools.lru_cache(maxsize=None)
 def variables(family: str) -> str:
-    import twolayer
+    """The family's declared variables (``Family.variables``): their dims beyond the
+    sweep's axes (the checkpoint dim ``step``, ``time`` under gradient flow, for those
+    recorded at every checkpoint), when they are recorded, their long name (the plot label)
+    and units."""
+    from twolayer.families import get
 
     if family == "engine":
         return engine_variables()
-    ds = twolayer.run(family, progress=False, **TINY_RUNS[family])
     rows = []
-    for name, da in ds.data_vars.items():
-        label = da.attrs.get("long_name")
-        if not label:
-            raise ValueError(f"variable '{name}' of family '{family}' has no description "
-                             f"(add it to the family's DESCRIBE)")
-        rows.append((f"`{name}`", ", ".join(da.dims) or "(per run)", label))
-    return _table(("variable", "dims beyond the sweep's axes", "meaning"), rows)
+    for v in get(family).variables:
+        dims = ("step",) + v.dims if v.kind == "observe" else v.dims
+        when = WHEN.get(v.kind, v.kind) + (" (optional)" if v.optional else "")
+        meaning = v.long_name + (f" [{v.units}]" if v.units else "")
+        rows.append((f"`{v.name}`", ", ".join(dims) or "(per run)", when, meaning))
+    return _table(("variable", "dims beyond the sweep's axes", "recorded", "meaning [units]"),
+                  rows)
+
+
+def _families() -> list[str]:
+    """The installed families, the default first (not those registered from Python)."""
+    from twolayer.families import DEFAULT, names, registered
+
+    rest = [n for n in names() if n != DEFAULT and n not in registered()]
+    return [DEFAULT] + rest
+
+
+def _page(name: str, files) -> str | None:
+    """The family's page NAME.md, if the docs have one."""
+    if files is None:
+        return None
+    return f"{name}.md" if files.get_file_from_path(f"{name}.md") is not None else None
+
+
+def families_table(files=None) -> str:
+    from twolayer.families import get
+
+    rows = []
+    for name in _families():
+        fam = get(name)
+        page = _page(name, files)
+        first = " ".join(fam.doc.replace("``", "`").split()).split(". ")[0].rstrip(".")
+        first = first.split(": ", 1)[-1] if first.startswith("Family ") else first
+        rows.append((f"[`{name}`]({page})" if page else f"`{name}`",
+                     f"`src/twolayer/families/{name}/`", first + "."))
+    return _table(("family", "folder", "what it is"), rows)
+
+
+def family_variables(files=None) -> str:
+    parts = []
+    for name in _families():
+        page = _page(name, files)
+        parts += [f"### Variables of `{name}`", "",
+                  f"Declared by the family (`Family.variables`; `step` is `time` under "
+                  f"gradient flow)"
+                  + (f"; the [family page]({page}) defines each quantity." if page else "."),
+                  "", variables(name), ""]
+    return "\n".join(parts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,13 +189,19 @@ def on_page_markdown(markdown, page, config, files):
     def replace(m):
         kind, arg = m.group(1), m.group(2)
         if kind == "cli":
-            return cli_reference()
+            return cli_reference(files)
         if kind == "options":
             return options(arg)
         if kind == "variables":
             return variables(arg)
+        if kind == "families":
+            return families_table(files)
+        if kind == "family_variables":
+            return family_variables(files)
         if kind == "presets":
             return preset_table()
         raise ValueError(f"{page.file.src_path}: unknown marker twolayer:{kind}")
 
-    return MARKER.sub(replace, markdown)
+    # markers inside fenced code blocks are shown, not replaced (write-a-family.md quotes them)
+    parts = FENCE.split(markdown)
+    return "".join(part if i % 2 else MARKER.sub(replace, part) for i, part in enumerate(parts))
