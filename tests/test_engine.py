@@ -172,6 +172,34 @@ def test_adam_matches_reference_and_reduces_loss(fam, make, bp_of):
             np.testing.assert_allclose(ds[k].sel(step=t).values, p[k], rtol=1e-12, atol=1e-15)
 
 
+def test_adam_equals_closed_form_steps_per_run(fam, make, bp_of):
+    """Each run's own learning rate, beta1, beta2 and epsilon (batched): the engine's first
+    steps equal Adam written out in numpy (gradients from jax, the update in numpy)."""
+    kw = dict(optimizer="adam", n_train=6, init_scale=0.1, max_steps=40, n_checkpoints=40,
+              loss_tol=0.0)
+    cfgs = [make(learning_rate=0.02, seed=0, **kw),
+            make(learning_rate=0.05, adam_b1=0.5, adam_b2=0.9, adam_eps=1e-3, seed=1, **kw)]
+    ds = train_group(fam, cfgs, progress=False)
+    steps = list(ds["step"].values)
+    assert steps[:6] == [0, 1, 2, 3, 4, 5]
+    for r, cfg in enumerate(cfgs):
+        p, data, _ = fam.setup(cfg, bp_of(cfg))
+        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+        p = {k: np.asarray(v) for k, v in p.items()}
+        m = {k: np.zeros_like(v) for k, v in p.items()}
+        v = {k: np.zeros_like(v) for k, v in p.items()}
+        b1, b2, eps, lr = cfg.adam_b1, cfg.adam_b2, cfg.adam_eps, cfg.learning_rate
+        for t in range(1, 6):
+            g = {k: np.asarray(x) for k, x in grad(p).items()}
+            for k in p:
+                m[k] = b1 * m[k] + (1 - b1) * g[k]
+                v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+                p[k] = p[k] - lr * (m[k] / (1 - b1 ** t)) / (np.sqrt(v[k] / (1 - b2 ** t)) + eps)
+            for k in ("a", "w", "b"):
+                np.testing.assert_allclose(ds[k].isel(run=r).sel(step=t).values, p[k],
+                                           rtol=1e-12, atol=1e-15, err_msg=f"run {r} {k}")
+
+
 def test_float32_runs_in_float32(fam, make, bp_of):
     kw = dict(n_train=6, init_scale=0.1, learning_rate=0.05, max_steps=200, n_checkpoints=10,
               loss_tol=0.0, seed=2)

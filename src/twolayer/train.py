@@ -83,21 +83,26 @@ def _gd(params, grads, opt, lr, bp, step):
     return jax.tree_util.tree_map(lambda p, g, lr: p - lr * g, params, grads, lr), opt
 
 
+def _adam_init(params):
+    import optax  # imported on use, like flow's solvers
+
+    return optax.scale_by_adam().init(params)  # (count, mu, nu), zeros
+
+
 def _adam(params, grads, opt, lr, bp, step):
-    m, v = opt
-    b1, b2, eps = bp["adam_b1"], bp["adam_b2"], bp["adam_eps"]
-    t = (step + 1).astype(b1.dtype)
-    m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
-    v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    new = jax.tree_util.tree_map(lambda p, m, v, lr: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps),
-                                 params, m, v, lr)
-    return new, (m, v)
+    """Adam: optax's ``scale_by_adam`` with the run's ``adam_b1``, ``adam_b2``, ``adam_eps``
+    (batched: built inside the vmapped step), then a step of ``-lr`` per parameter."""
+    import optax
+
+    adam = optax.scale_by_adam(b1=bp["adam_b1"], b2=bp["adam_b2"], eps=bp["adam_eps"])
+    updates, opt = adam.update(grads, opt)
+    return jax.tree_util.tree_map(lambda p, u, lr: p - lr * u, params, updates, lr), opt
 
 
+# name -> (init(params) -> optimizer state, update(params, grads, state, lr, bp, step))
 OPTIMIZERS = {
     "gd": (lambda params: (), _gd),
-    "adam": (lambda params: (jax.tree_util.tree_map(jnp.zeros_like, params),) * 2, _adam),
+    "adam": (_adam_init, _adam),
 }
 
 
