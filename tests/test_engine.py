@@ -225,3 +225,50 @@ def test_zero_init_with_prescribed_imbalance_is_finite(make):
                      progress=False)
     assert not bool(ds.diverged[0])
     assert np.isfinite(ds.a.values).all() and (ds.a.values == 0).all()
+
+
+# ---------------------------------------------------------------- resume
+class _States:
+    """A state file in memory: keeps every snapshot saved, loads ``snap``."""
+
+    every = 0.0
+
+    def __init__(self, snap=None):
+        self.snap, self.saved = snap, []
+
+    def load(self):
+        return self.snap
+
+    def save(self, arrays):
+        self.saved.append({k: np.array(v) for k, v in arrays.items()})
+
+
+def test_descent_resumes_mid_run_with_the_same_result(fam, make, tmp_path, capsys):
+    """From the first snapshot, from one after the active runs were gathered into a smaller
+    batch (through a real state file), and never from a state file of the first format."""
+    from twolayer.store import TrainingState
+
+    cfgs = [make(optimizer="adam", n_train=5, init_scale=0.3, learning_rate=0.01, seed=s,
+                 max_steps=40_000, n_checkpoints=30, loss_tol=tol)
+            for s, tol in enumerate((1e-1, 1e-1, 1e-1, 1e-1, 0.0, 0.0))]
+    states = _States()
+    ref = train_group(fam, cfgs, progress=False, state_file=states)
+    sizes = [len(s["idx"]) for s in states.saved]
+    assert int(states.saved[0]["now"]) > 0
+    assert min(sizes) < sizes[0], "no snapshot of a gathered batch"
+    gathered = next(s for s in states.saved if len(s["idx"]) < sizes[0])
+    assert 0 < int(gathered["now"]) < int(ref["stop_step"].max())
+    (tmp_path / "state").mkdir()
+    disk = TrainingState(tmp_path, "shard")
+    disk.save(gathered)
+    for snap in (states.saved[0], disk.load()):
+        again = _States(snap)
+        xr.testing.assert_identical(train_group(fam, cfgs, progress=False, state_file=again),
+                                    ref)
+        assert int(again.saved[0]["now"]) > int(snap["now"])  # continued, not started over
+    old = {"kind": np.array("descent"), "n_runs": np.array(6), "now": np.array(5),
+           "state_0": np.zeros(8)}  # numbered leaves: the first format
+    capsys.readouterr()
+    xr.testing.assert_identical(train_group(fam, cfgs, progress=False, state_file=_States(old)),
+                                ref)
+    assert "saved by another version" in capsys.readouterr().err
