@@ -203,6 +203,7 @@ def main():
     if args.quick:
         args.runs, args.steps, args.dim, args.n_train = 8, 1000, 200, 20
         args.torch_runs, args.torch_steps, args.check_steps = 1, 200, 50
+        args.torch_threads = "1"  # (2 threads can take a minute on a loaded machine)
     size = (args.dim, args.n_train, args.width, args.n_test)
 
     try:
