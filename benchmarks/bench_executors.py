@@ -169,7 +169,7 @@ def main():
     if args.one_size:
         return one_size(args.runs, args.steps, args.one_size)
     if args.quick:
-        args.runs, args.steps, args.tiny_shards = 64, 20_000, 16
+        args.runs, args.steps, args.tiny_shards = 32, 5000, 4
         args.shard_size = 16
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, twolayer {twolayer.__version__}")

@@ -135,8 +135,10 @@ def machine(torch):
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (f"cpu: {cpu}, nproc {avail} ({os.cpu_count()} cores), load average {load}\n"
             f"python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__} "
-            f"({jax.local_device_count()} host devices), torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), twolayer {twolayer.__version__}")
+            f"({jax.local_device_count()} host devices), "
+            + ("no torch" if torch is None else
+               f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+            + f", twolayer {twolayer.__version__}")
 
 
 def time_engine(runs, steps, n_ck, size, mode):
@@ -192,7 +194,8 @@ def main():
                     help="torch intra-op thread counts to time ('default': torch's own)")
     ap.add_argument("--no-float32", action="store_true", help="skip the torch float32 timing")
     ap.add_argument("--check-steps", type=int, default=100, help="K of the same-work check")
-    ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, a smoke run (seconds); without torch: the engine alone")
     ap.add_argument("--kou-heatmap", action="store_true",
                     help="also time `twolayer reproduce kou2023-heatmap --scale full` (if that "
                          "preset exists; about 10 minutes)")
@@ -200,15 +203,55 @@ def main():
     if args.quick:
         args.runs, args.steps, args.dim, args.n_train = 8, 1000, 200, 20
         args.torch_runs, args.torch_steps, args.check_steps = 1, 200, 50
+        args.torch_threads = "1"  # (2 threads can take a minute on a loaded machine)
     size = (args.dim, args.n_train, args.width, args.n_test)
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        if not args.quick:
+            raise SystemExit("the torch baseline needs PyTorch CPU: "
+                             ".venv/bin/pip install torch==2.13.0 (or run --quick)")
+        torch = None
     print(machine(torch))
     print(f"work: d = {args.dim}, n_train = {args.n_train}, m = {args.width} "
           f"({2 * args.width} filters), n_test = {args.n_test}, {args.steps} steps, "
           f"{args.checkpoints} checkpoints, lr {LR}, float64")
-    check_same_work(torch, args.check_steps, size)
+    rows, best = [], None
+    if torch is None:
+        print("torch: not installed, baseline skipped")
+    else:
+        check_same_work(torch, args.check_steps, size)
+        rows, best = time_torch_rows(torch, args, size)
 
+    for mode in args.modes.split(","):
+        warm, compile_s, err = time_engine(args.runs, args.steps, args.checkpoints, size, mode)
+        rate = args.runs * args.steps / warm
+        print(f"engine {mode}: {args.runs} runs x {args.steps} steps in {warm:.2f} s (second "
+              f"call); compile (first call minus second) {compile_s:.1f} s; mean final test "
+              f"error {err:.3f}")
+        rows.append((f"engine {mode}", args.runs, args.steps, warm, rate, compile_s))
+
+    base = None if best is None else args.steps / best[1]
+    print()
+    print(f"| {'mode':<28} | {'runs':>5} | {'steps':>6} | {'seconds':>8} | {'M run-steps/s':>13} "
+          f"| {'ratio vs torch f64':>18} | {'compile s':>9} |")
+    print(f"|{'-' * 30}|{'-' * 7}|{'-' * 8}|{'-' * 10}|{'-' * 15}|{'-' * 20}|{'-' * 11}|")
+    for name, r, s, sec, rate, comp in rows:
+        c = "-" if comp is None else f"{comp:.1f}"
+        ratio = "-" if base is None else f"{rate / base:,.1f}x"
+        print(f"| {name:<28} | {r:>5} | {s:>6} | {sec:>8.2f} | {rate / 1e6:>13.4g} "
+              f"| {ratio:>18} | {c:>9} |")
+    if best is not None:
+        print(f"(torch rows: one run's time extrapolated from the timed runs x steps; ratios "
+              f"against torch float64 with {best[0]} thread(s), the fastest; the engine's "
+              f"seconds are all runs of a warm train_group call)")
+    if args.kou_heatmap:
+        time_kou_heatmap()
+
+
+def time_torch_rows(torch, args, size):
+    """The torch rows of the table and (threads, seconds per run) of the fastest float64."""
     # torch: at its default thread count and at each --torch-threads; the ratios are taken
     # against the fastest float64 setting (on a loaded 2-core machine two intra-op threads
     # can be 10x slower than one: a descheduled thread stalls every parallel region)
@@ -225,7 +268,6 @@ def main():
         rows.append((f"torch f64, {th} thr (extrap.)", 1, args.steps, t_run, args.steps / t_run, None))
         if best is None or t_run < best[1]:
             best = (th, t_run)
-    base = args.steps / best[1]
     if not args.no_float32:
         torch.set_num_threads(best[0])
         t32, ps32, pe32 = time_torch(torch, 1, args.torch_steps, args.steps, args.checkpoints,
@@ -235,28 +277,7 @@ def main():
               f"extrapolated {t32:.1f} s per run")
         rows.append((f"torch f32, {best[0]} thr (extrap.)", 1, args.steps, t32, args.steps / t32, None))
     torch.set_num_threads(default_threads)
-
-    for mode in args.modes.split(","):
-        warm, compile_s, err = time_engine(args.runs, args.steps, args.checkpoints, size, mode)
-        rate = args.runs * args.steps / warm
-        print(f"engine {mode}: {args.runs} runs x {args.steps} steps in {warm:.2f} s (second "
-              f"call); compile (first call minus second) {compile_s:.1f} s; mean final test "
-              f"error {err:.3f}")
-        rows.append((f"engine {mode}", args.runs, args.steps, warm, rate, compile_s))
-
-    print()
-    print(f"| {'mode':<28} | {'runs':>5} | {'steps':>6} | {'seconds':>8} | {'M run-steps/s':>13} "
-          f"| {'ratio vs torch f64':>18} | {'compile s':>9} |")
-    print(f"|{'-' * 30}|{'-' * 7}|{'-' * 8}|{'-' * 10}|{'-' * 15}|{'-' * 20}|{'-' * 11}|")
-    for name, r, s, sec, rate, comp in rows:
-        c = "-" if comp is None else f"{comp:.1f}"
-        print(f"| {name:<28} | {r:>5} | {s:>6} | {sec:>8.2f} | {rate / 1e6:>13.4g} "
-              f"| {rate / base:>17,.1f}x | {c:>9} |")
-    print(f"(torch rows: one run's time extrapolated from the timed runs x steps; ratios against "
-          f"torch float64 with {best[0]} thread(s), the fastest; the engine's seconds are all "
-          f"runs of a warm train_group call)")
-    if args.kou_heatmap:
-        time_kou_heatmap()
+    return rows, best
 
 
 def time_kou_heatmap():

@@ -27,9 +27,9 @@ from machine import cpu_model  # benchmarks/machine.py (the script's folder)
 
 import twolayer  # noqa: F401  (sets the host device count before jax is imported)
 import jax
-from twolayer.config import make_config
+from twolayer.config import make_config, static_part
 from twolayer.families import get
-from twolayer.train import train_group
+from twolayer.train import batched_values, train_group
 
 FAMILY = get("single_neuron")
 LR = 0.05
@@ -43,14 +43,13 @@ def configs(runs, steps, n_checkpoints):
         data_seed=i % 5, imbalance=(i % 101) / 100)) for i in range(runs)]
 
 
-def engine_initial(cfg):
-    """Run 0's initial parameters and training data, as the engine builds them."""
-    from twolayer.config import static_part
-    from twolayer.train import _program, batched_values
-    prog = _program(FAMILY, static_part(cfg))
-    state, data, _ = prog["init"](batched_values([cfg], np.float64))
-    params = {k: np.asarray(v[0]) for k, v in state["params"].items()}
-    return params, np.asarray(data["x"][0]), np.asarray(data["y"][0])
+def engine_initial(ds, cfg, r=0):
+    """Run ``r``'s initial parameters (the engine's record at step 0 in ``ds``, the result of
+    ``train_group``) and training data (``family.setup``, as the engine builds it)."""
+    params = {k: ds[k].isel(run=r, step=0).values for k in ("a", "w", "b")}
+    bp = {k: v[0] for k, v in batched_values([cfg], np.float64).items()}
+    _, data, _ = FAMILY.setup(static_part(cfg), bp)
+    return params, np.asarray(data["x"]), np.asarray(data["y"])
 
 
 # ---------------------------------------------------------------- the naive torch loop
@@ -75,8 +74,8 @@ def torch_train(torch, params, x, y, steps, lr=LR):
 
 def check_same_work(torch, k):
     cfg = configs(1, k, 3)[0]  # (n_checkpoints = 2 stops at step 1: checkpoint_steps bug)
-    params, x, y = engine_initial(cfg)
     ds = train_group(FAMILY, [cfg], progress=False)
+    params, x, y = engine_initial(ds, cfg)
     eng = float(ds.train_loss.values[0, -1])
     tch = torch_train(torch, params, x, y, k)
     ok = abs(eng - tch) <= 1e-10
@@ -88,9 +87,10 @@ def check_same_work(torch, k):
 
 def machine(torch):
     cpu = cpu_model()
+    tch = "no torch" if torch is None else (f"torch {torch.__version__} "
+                                            f"({torch.get_num_threads()} threads)")
     return (f"cpu: {cpu}, {os.cpu_count()} cores, {platform.python_version()}, jax {jax.__version__}"
-            f" ({jax.local_device_count()} host devices), torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads)")
+            f" ({jax.local_device_count()} host devices), {tch}")
 
 
 def main():
@@ -101,7 +101,8 @@ def main():
     ap.add_argument("--torch-runs", type=int, default=3, help="torch runs (one at a time)")
     ap.add_argument("--torch-steps", type=int, default=5000, help="torch steps per run")
     ap.add_argument("--check-steps", type=int, default=2000, help="K of the same-work check")
-    ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, a smoke run (seconds); without torch: the engine alone")
     ap.add_argument("--fig4-full", action="store_true",
                     help="also time `twolayer reproduce fig4 --scale full` (about 6 minutes)")
     args = ap.parse_args()
@@ -109,9 +110,16 @@ def main():
         args.runs, args.steps, args.torch_runs, args.torch_steps = 256, 2000, 1, 1000
         args.check_steps = 500
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        if not args.quick:
+            raise SystemExit("the torch baseline needs PyTorch CPU: "
+                             ".venv/bin/pip install torch==2.13.0 (or run --quick)")
+        torch = None
     print(machine(torch))
-    check_same_work(torch, args.check_steps)
+    if torch is not None:
+        check_same_work(torch, args.check_steps)
 
     # engine: a first call compiles, the second is timed
     cfgs = configs(args.runs, args.steps, args.checkpoints)
@@ -125,22 +133,23 @@ def main():
     eng = args.runs * args.steps / warm
     compile_s = max(first - warm, 0.0)
 
-    # torch: one run at a time, each from its own initialization
-    tot = 0.0
-    for i in range(args.torch_runs):
-        params, x, y = engine_initial(cfgs[i])
-        torch_train(torch, params, x, y, 50)  # warm-up of torch's dispatch
-        t0 = time.perf_counter()
-        torch_train(torch, params, x, y, args.torch_steps)
-        tot += time.perf_counter() - t0
-    tch = args.torch_runs * args.torch_steps / tot
-
     print(f"engine: {args.runs} runs x {args.steps} steps ({args.checkpoints} checkpoints) "
           f"in {warm:.2f} s = {eng / 1e6:.2f} M run-steps/s; compile (first call minus warm) "
           f"{compile_s:.2f} s")
-    print(f"torch:  {args.torch_runs} runs x {args.torch_steps} steps in {tot:.2f} s = "
-          f"{tch:,.0f} run-steps/s")
-    print(f"ratio engine / torch: {eng / tch:,.0f}x")
+    if torch is None:
+        print("torch: not installed, baseline skipped")
+    else:  # one run at a time, each from its own initialization
+        tot = 0.0
+        for i in range(args.torch_runs):
+            params, x, y = engine_initial(ds, cfgs[i], i)
+            torch_train(torch, params, x, y, 50)  # warm-up of torch's dispatch
+            t0 = time.perf_counter()
+            torch_train(torch, params, x, y, args.torch_steps)
+            tot += time.perf_counter() - t0
+        tch = args.torch_runs * args.torch_steps / tot
+        print(f"torch:  {args.torch_runs} runs x {args.torch_steps} steps in {tot:.2f} s = "
+              f"{tch:,.0f} run-steps/s")
+        print(f"ratio engine / torch: {eng / tch:,.0f}x")
     if args.fig4_full:
         time_fig4_full()
 

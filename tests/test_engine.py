@@ -173,6 +173,34 @@ def test_adam_matches_reference_and_reduces_loss(fam, make, bp_of):
             np.testing.assert_allclose(ds[k].sel(step=t).values, p[k], rtol=1e-12, atol=1e-15)
 
 
+def test_adam_equals_closed_form_steps_per_run(fam, make, bp_of):
+    """Each run's own learning rate, beta1, beta2 and epsilon (batched): the engine's first
+    steps equal Adam written out in numpy (gradients from jax, the update in numpy)."""
+    kw = dict(optimizer="adam", n_train=6, init_scale=0.1, max_steps=40, n_checkpoints=40,
+              loss_tol=0.0)
+    cfgs = [make(learning_rate=0.02, seed=0, **kw),
+            make(learning_rate=0.05, adam_b1=0.5, adam_b2=0.9, adam_eps=1e-3, seed=1, **kw)]
+    ds = train_group(fam, cfgs, progress=False)
+    steps = list(ds["step"].values)
+    assert steps[:6] == [0, 1, 2, 3, 4, 5]
+    for r, cfg in enumerate(cfgs):
+        p, data, _ = fam.setup(cfg, bp_of(cfg))
+        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+        p = {k: np.asarray(v) for k, v in p.items()}
+        m = {k: np.zeros_like(v) for k, v in p.items()}
+        v = {k: np.zeros_like(v) for k, v in p.items()}
+        b1, b2, eps, lr = cfg.adam_b1, cfg.adam_b2, cfg.adam_eps, cfg.learning_rate
+        for t in range(1, 6):
+            g = {k: np.asarray(x) for k, x in grad(p).items()}
+            for k in p:
+                m[k] = b1 * m[k] + (1 - b1) * g[k]
+                v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+                p[k] = p[k] - lr * (m[k] / (1 - b1 ** t)) / (np.sqrt(v[k] / (1 - b2 ** t)) + eps)
+            for k in ("a", "w", "b"):
+                np.testing.assert_allclose(ds[k].isel(run=r).sel(step=t).values, p[k],
+                                           rtol=1e-12, atol=1e-15, err_msg=f"run {r} {k}")
+
+
 def test_float32_runs_in_float32(fam, make, bp_of):
     kw = dict(n_train=6, init_scale=0.1, learning_rate=0.05, max_steps=200, n_checkpoints=10,
               loss_tol=0.0, seed=2)
@@ -197,3 +225,50 @@ def test_zero_init_with_prescribed_imbalance_is_finite(fam, make):
                      progress=False)
     assert not bool(ds.diverged[0])
     assert np.isfinite(ds.a.values).all() and (ds.a.values == 0).all()
+
+
+# ---------------------------------------------------------------- resume
+class _States:
+    """A state file in memory: keeps every snapshot saved, loads ``snap``."""
+
+    every = 0.0
+
+    def __init__(self, snap=None):
+        self.snap, self.saved = snap, []
+
+    def load(self):
+        return self.snap
+
+    def save(self, arrays):
+        self.saved.append({k: np.array(v) for k, v in arrays.items()})
+
+
+def test_descent_resumes_mid_run_with_the_same_result(fam, make, tmp_path, capsys):
+    """From the first snapshot, from one after the active runs were gathered into a smaller
+    batch (through a real state file), and never from a state file of the first format."""
+    from twolayer.store import TrainingState
+
+    cfgs = [make(optimizer="adam", n_train=5, init_scale=0.3, learning_rate=0.01, seed=s,
+                 max_steps=40_000, n_checkpoints=30, loss_tol=tol)
+            for s, tol in enumerate((1e-1, 1e-1, 1e-1, 1e-1, 0.0, 0.0))]
+    states = _States()
+    ref = train_group(fam, cfgs, progress=False, state_file=states)
+    sizes = [len(s["idx"]) for s in states.saved]
+    assert int(states.saved[0]["now"]) > 0
+    assert min(sizes) < sizes[0], "no snapshot of a gathered batch"
+    gathered = next(s for s in states.saved if len(s["idx"]) < sizes[0])
+    assert 0 < int(gathered["now"]) < int(ref["stop_step"].max())
+    (tmp_path / "state").mkdir()
+    disk = TrainingState(tmp_path, "shard")
+    disk.save(gathered)
+    for snap in (states.saved[0], disk.load()):
+        again = _States(snap)
+        xr.testing.assert_identical(train_group(fam, cfgs, progress=False, state_file=again),
+                                    ref)
+        assert int(again.saved[0]["now"]) > int(snap["now"])  # continued, not started over
+    old = {"kind": np.array("descent"), "n_runs": np.array(6), "now": np.array(5),
+           "state_0": np.zeros(8)}  # numbered leaves: the first format
+    capsys.readouterr()
+    xr.testing.assert_identical(train_group(fam, cfgs, progress=False, state_file=_States(old)),
+                                ref)
+    assert "saved by another version" in capsys.readouterr().err

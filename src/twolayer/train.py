@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,21 +84,26 @@ def _gd(params, grads, opt, lr, bp, step):
     return jax.tree_util.tree_map(lambda p, g, lr: p - lr * g, params, grads, lr), opt
 
 
+def _adam_init(params):
+    import optax  # imported on use, like flow's solvers
+
+    return optax.scale_by_adam().init(params)  # (count, mu, nu), zeros
+
+
 def _adam(params, grads, opt, lr, bp, step):
-    m, v = opt
-    b1, b2, eps = bp["adam_b1"], bp["adam_b2"], bp["adam_eps"]
-    t = (step + 1).astype(b1.dtype)
-    m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
-    v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    new = jax.tree_util.tree_map(lambda p, m, v, lr: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps),
-                                 params, m, v, lr)
-    return new, (m, v)
+    """Adam: optax's ``scale_by_adam`` with the run's ``adam_b1``, ``adam_b2``, ``adam_eps``
+    (batched: built inside the vmapped step), then a step of ``-lr`` per parameter."""
+    import optax
+
+    adam = optax.scale_by_adam(b1=bp["adam_b1"], b2=bp["adam_b2"], eps=bp["adam_eps"])
+    updates, opt = adam.update(grads, opt)
+    return jax.tree_util.tree_map(lambda p, u, lr: p - lr * u, params, updates, lr), opt
 
 
+# name -> (init(params) -> optimizer state, update(params, grads, state, lr, bp, step))
 OPTIMIZERS = {
     "gd": (lambda params: (), _gd),
-    "adam": (lambda params: (jax.tree_util.tree_map(jnp.zeros_like, params),) * 2, _adam),
+    "adam": (_adam_init, _adam),
 }
 
 
@@ -492,62 +498,89 @@ def _loop_descent(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_
     where the observables are recorded. Returns (checkpoint steps, observables by name
     (runs, checkpoints, ...), final state of each run)."""
     grid = checkpoint_steps(cfg0.max_steps, cfg0.n_checkpoints)
-    obs = None
-    final = None  # per run: its frozen state (host), filled once the run has stopped
-    settled = np.zeros(n_runs, bool)  # final state and later checkpoints already filled
-    chunk, first = 256, 0
-    saved = _resume(state_file, n_runs, len(grid), n_dev, state)
-    if saved is not None:
-        first, chunk, idx, settled, obs, final, state = saved
-        data, bp = _take(data_all, idx), _take(bp_all, idx)
-    saved_at = time.monotonic()
+    ls = LoopState("descent", n_runs, len(grid), idx, state, settled=np.zeros(n_runs, bool))
+    resumed = _load(state_file, ls)
+    if resumed is not None:
+        ls = _on_devices(resumed, n_dev)
+        data, bp = _take(data_all, ls.idx), _take(bp_all, ls.idx)
+    save = _Saver(state_file)
     bar = _progress(int(grid[-1]), desc, progress, "step")
-    shown = 0
-    for i in range(first, len(grid)):
-        target = grid[i]
-        done, now = np.asarray(state["done"]), np.asarray(state["step"])
-        while (~done & (now < target)).any():
-            t0 = time.perf_counter()
-            state = prog["advance"](state, data, bp, target, chunk)
-            done, now = np.asarray(state["done"]), np.asarray(state["step"])
-            chunk = _next_chunk(chunk, time.perf_counter() - t0)
-            if bar is not None:
-                reached = int(now.max())
-                bar.update(reached - shown)
-                shown = reached
-                bar.set_postfix(active=int((~done[_unique_positions(idx, n_runs)]).sum()),
-                                refresh=False)
-            if state_file is not None and time.monotonic() - saved_at >= state_file.every:
-                state_file.save(_snapshot(i, chunk, idx, settled, obs, final, state, n_runs))
-                saved_at = time.monotonic()
-        o = jax.tree_util.tree_map(np.asarray, prog["observe"](state["params"], data, bp))
-        host = jax.tree_util.tree_map(np.asarray, state)
-        if obs is None:
-            obs = {k: np.empty((n_runs, len(grid)) + v.shape[1:], v.dtype) for k, v in o.items()}
-            final = jax.tree_util.tree_map(lambda a: np.empty((n_runs,) + a.shape[1:], a.dtype), host)
-        real = _unique_positions(idx, n_runs)
-        for k, v in o.items():
-            obs[k][idx[real], i] = v[real]
-        done = host["done"]
-        # runs that stopped keep their values at every later checkpoint
-        # (each run once: when it has just stopped, or at the last checkpoint)
-        leaving = real[(done[real] | (i == len(grid) - 1)) & ~settled[idx[real]]]
-        settled[idx[leaving]] = True
-        for k in obs:
-            obs[k][idx[leaving], i + 1:] = obs[k][idx[leaving], i][:, None]
-        jax.tree_util.tree_map(lambda f, h: f.__setitem__(idx[leaving], h[leaving]), final, host)
-        alive_pos = real[~done[real]]
-        if len(alive_pos) == 0 or i == len(grid) - 1:
+    while True:
+        ls = _step_to(prog, ls, data, bp, grid[ls.checkpoint], bar, save)
+        ls, alive = _record(ls, prog["observe"](ls.state["params"], data, bp))
+        if len(alive) == 0 or ls.checkpoint == len(grid) - 1:
             break
-        remaining = (grid[-1] - grid[i]) * len(idx)
-        if len(alive_pos) <= len(idx) // 2 and remaining > 200_000:
-            new = _pad_to(len(alive_pos), n_dev, pow2=True)
-            pos = np.concatenate([alive_pos, np.repeat(alive_pos[:1], new - len(alive_pos))])
-            state, data, bp = _take(state, pos), _take(data, pos), _take(bp, pos)
-            idx = idx[pos]
+        remaining = (grid[-1] - grid[ls.checkpoint]) * len(ls.idx)
+        if len(alive) <= len(ls.idx) // 2 and remaining > 200_000:
+            ls, data, bp = _gather(ls, data, bp, alive, n_dev)
+        ls = ls._replace(checkpoint=ls.checkpoint + 1)
     if bar is not None:
         bar.close()
-    return grid, obs, final
+    return grid, ls.obs, ls.final
+
+
+def _step_to(prog, ls, data, bp, target, bar, save):
+    """Chunks of steps until every active run has reached step ``target``; between chunks
+    the progress bar is updated and the loop state saved."""
+    state, chunk = ls.state, ls.chunk
+    done, now = np.asarray(state["done"]), np.asarray(state["step"])
+    while (~done & (now < target)).any():
+        t0 = time.perf_counter()
+        state = prog["advance"](state, data, bp, target, chunk)
+        done, now = np.asarray(state["done"]), np.asarray(state["step"])
+        chunk = _next_chunk(chunk, time.perf_counter() - t0)
+        ls = ls._replace(state=state, chunk=chunk)
+        if bar is not None:
+            bar.update(int(now.max()) - bar.n)
+            bar.set_postfix(active=int((~done[_unique_positions(ls.idx, ls.n_runs)]).sum()),
+                            refresh=False)
+        save(ls)
+    return ls
+
+
+def _record(ls, observed):
+    """Record the observables (by name, batch layout) of checkpoint ``ls.checkpoint``. A run
+    that has stopped (every run, at the last checkpoint) is settled, once: it keeps these
+    values at the later checkpoints and its state is its final state. Returns the loop state
+    (``obs``, ``final``, ``settled`` filled) and the positions of the runs still active."""
+    tree_map = jax.tree_util.tree_map
+    i, idx = ls.checkpoint, ls.idx
+    o = tree_map(np.asarray, observed)
+    host = tree_map(np.asarray, ls.state)
+    obs, final = ls.obs, ls.final
+    if obs is None:
+        obs = {k: np.empty((ls.n_runs, ls.n_checkpoints) + v.shape[1:], v.dtype)
+               for k, v in o.items()}
+        final = tree_map(lambda a: np.empty((ls.n_runs,) + a.shape[1:], a.dtype), host)
+    real = _unique_positions(idx, ls.n_runs)
+    for k, v in o.items():
+        obs[k][idx[real], i] = v[real]
+    done = host["done"]
+    leaving = real[(done[real] | (i == ls.n_checkpoints - 1)) & ~ls.settled[idx[real]]]
+    ls.settled[idx[leaving]] = True
+    for k in obs:
+        obs[k][idx[leaving], i + 1:] = obs[k][idx[leaving], i][:, None]
+    tree_map(lambda f, h: f.__setitem__(idx[leaving], h[leaving]), final, host)
+    return ls._replace(obs=obs, final=final), real[~done[real]]
+
+
+def _gather(ls, data, bp, alive, n_dev):
+    """The runs at positions ``alive`` alone in a smaller batch (a power of two per device,
+    padded by repeating the first): (loop state, data, batched values)."""
+    new = _pad_to(len(alive), n_dev, pow2=True)
+    pos = np.concatenate([alive, np.repeat(alive[:1], new - len(alive))])
+    return (ls._replace(state=_take(ls.state, pos), idx=ls.idx[pos]), _take(data, pos),
+            _take(bp, pos))
+
+
+def _on_devices(ls, n_dev):
+    """A saved descent batch padded (repeating its first position) to a multiple of
+    ``n_dev``: it may have been saved by a process with another number of devices."""
+    pad = -len(ls.idx) % n_dev
+    if not pad:
+        return ls
+    pos = np.concatenate([np.arange(len(ls.idx)), np.zeros(pad, int)])
+    return ls._replace(state=_take(ls.state, pos), idx=ls.idx[pos])
 
 
 def _loop_flow(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all, progress,
@@ -557,43 +590,36 @@ def _loop_flow(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all
     of the parameters each run saved at the checkpoint times. A run that stopped early
     keeps its final values at the later checkpoints. Same return as ``_loop_descent``."""
     grid = checkpoint_times(cfg0.max_time, cfg0.n_checkpoints)
-    chunk = 256
-    snap = state_file.load() if state_file is not None else None
-    resumed = _resume_flow(snap, n_runs, idx, state)
-    if resumed is not None:
-        chunk, state = resumed
-    saved_at = time.monotonic()
+    ls = LoopState("flow", n_runs, len(grid), idx, state)
+    resumed = _load(state_file, ls)
+    if resumed is not None:  # maybe saved from a batch of another layout (another number
+        # of devices): each run's state is taken from where that batch held it
+        first = {int(r): p for p, r in reversed(list(enumerate(resumed.idx)))}
+        pos = np.array([first[int(r)] for r in idx])
+        ls = ls._replace(state=_take(resumed.state, pos), chunk=resumed.chunk)
+    save = _Saver(state_file)
     real = _unique_positions(idx, n_runs)
     bar = _progress(n_runs, desc, progress, "run")
-    shown = 0
     while True:
         t0 = time.perf_counter()
-        state = prog["advance"](state, data, bp, 0.0, chunk)
+        state = prog["advance"](ls.state, data, bp, 0.0, ls.chunk)
         done = np.asarray(state["done"])
-        chunk = _next_chunk(chunk, time.perf_counter() - t0)
+        ls = ls._replace(state=state, chunk=_next_chunk(ls.chunk, time.perf_counter() - t0))
         if bar is not None:
-            finished = int(done[real].sum())
-            bar.update(finished - shown)
-            shown = finished
+            bar.update(int(done[real].sum()) - bar.n)
             t = np.asarray(state["t"])[real]
             bar.set_postfix(t=f"{t[~done[real]].min(initial=np.inf):.3g}", refresh=False)
-        if state_file is not None and time.monotonic() - saved_at >= state_file.every:
-            state_file.save({"kind": "flow", "chunk": chunk, "n_runs": n_runs, "idx": idx,
-                             "now": int(np.asarray(state["step"]).max()),
-                             **{f"state_{j}": np.asarray(leaf) for j, leaf
-                                in enumerate(jax.tree_util.tree_leaves(state))}})
-            saved_at = time.monotonic()
+        save(ls)
         if done.all():
             break
     if bar is not None:
         bar.close()
-    host = jax.tree_util.tree_map(lambda a: np.asarray(a)[real], state)
+    host = jax.tree_util.tree_map(lambda a: np.asarray(a)[real], ls.state)
     # checkpoints after a run stopped hold its final parameters
     later = np.arange(len(grid))[None, :] >= host["next"][:, None]  # (runs, checkpoints)
     saved = jax.tree_util.tree_map(
-        lambda buf, p: np.where(later.reshape(later.shape + (1,) * p.ndim[1:] if False else
-                                              later.shape + (1,) * (buf.ndim - 2)),
-                                p[:, None], buf), host["saved"], host["params"])
+        lambda buf, p: np.where(later.reshape(later.shape + (1,) * (buf.ndim - 2)), p[:, None],
+                                buf), host["saved"], host["params"])
     obs = jax.tree_util.tree_map(np.asarray, prog["observe"](_pad_runs(saved, idx, real),
                                                              data, bp))
     obs = {k: v[real] for k, v in obs.items()}
@@ -614,22 +640,6 @@ def _next_chunk(chunk, elapsed):
     return int(np.clip(chunk * 0.5 / max(elapsed, 1e-4), 16, 10_000_000))
 
 
-def _resume_flow(snap, n_runs, idx, fresh):
-    """(chunk, state) of a flow shard from a saved snapshot, or None. The snapshot may come
-    from a batch of another layout (another number of devices): each run's state is taken
-    from where that batch held it."""
-    if snap is None or str(snap.get("kind", "")) != "flow" or int(snap["n_runs"]) != n_runs:
-        return None
-    tree = jax.tree_util.tree_structure(fresh)
-    if any(f"state_{j}" not in snap for j in range(tree.num_leaves)):
-        return None
-    first = {int(r): p for p, r in reversed(list(enumerate(snap["idx"])))}
-    pos = np.array([first[int(r)] for r in idx])
-    state = jax.tree_util.tree_unflatten(tree, [snap[f"state_{j}"][pos]
-                                                for j in range(tree.num_leaves)])
-    return int(snap["chunk"]), state
-
-
 def _polished(prog, params, data, bp) -> dict:
     """Observables and final results at the polished end points, prefixed ``polished_``."""
     new, facts = prog["polish"](params, data, bp)
@@ -640,45 +650,118 @@ def _polished(prog, params, data, bp) -> dict:
     return jax.tree_util.tree_map(np.asarray, out)
 
 
-def _snapshot(i, chunk, idx, settled, obs, final, state, n_runs) -> dict:
-    """The loop's state between two chunks, as named host arrays."""
-    steps = np.asarray(state["step"])
-    out = {"kind": "descent", "i": i, "now": int(steps.max(initial=0)), "chunk": chunk,
-           "idx": idx,
-           "settled": settled, "n_runs": n_runs,
-           "n_steps": -1 if obs is None else next(iter(obs.values())).shape[1]}
-    for j, leaf in enumerate(jax.tree_util.tree_leaves(state)):
-        out[f"state_{j}"] = np.asarray(leaf)
-    if final is not None:
-        for j, leaf in enumerate(jax.tree_util.tree_leaves(final)):
-            out[f"final_{j}"] = leaf
-        out.update({f"obs_{k}": v for k, v in obs.items()})
-    return out
+# ---------------------------------------------------------------- the host loop's state
+# Layout of the saved loop state (LoopState.to_arrays). State files are temporary (removed
+# once their shard is written), so one saved by another version (1: the leaves of a
+# positional tuple under numbered keys) is refused with a message and its shard trained
+# from the start.
+STATE_FORMAT = 2
 
 
-def _resume(state_file, n_runs, n_steps, n_dev, fresh):
-    """(first checkpoint, chunk, idx, settled, obs, final, state) from a saved snapshot, or
-    None. ``fresh`` (the initial state) gives the trees' structure."""
-    snap = state_file.load() if state_file is not None else None
-    if snap is None or str(snap.get("kind", "")) != "descent" or int(snap["n_runs"]) != n_runs \
-            or int(snap["n_steps"]) not in (-1, n_steps):
+class LoopState(NamedTuple):
+    """The host loop's state between two chunks: all a killed shard needs to continue.
+
+    Runs are numbered 0..n_runs-1 (the order of ``cfgs``); the batch holds them at
+    positions, ``idx`` giving each position's run (padding repeats a run; its first copy
+    counts, see ``_unique_positions``). Gradient descent and Adam record the observables at
+    each checkpoint as they go (``obs``, ``final``, ``settled``, filled in place); gradient
+    flow observes at the end."""
+    kind: str  # "descent" (gradient descent, Adam) or "flow"
+    n_runs: int
+    n_checkpoints: int
+    idx: np.ndarray  # (batch,) the run at each position
+    state: dict  # the batch's stepping state (see _descent, _flow)
+    chunk: int = 256  # iterations of the next chunk (see _next_chunk)
+    checkpoint: int = 0  # descent: index of the checkpoint being stepped to
+    settled: np.ndarray | None = None  # descent (n_runs,): stopped and final values recorded
+    obs: dict | None = None  # descent: name -> (n_runs, n_checkpoints, ...); None before the first
+    final: dict | None = None  # descent: each run's state once settled (like state, by run)
+
+    def to_arrays(self) -> dict:
+        """Host arrays by name (``TrainingState.save``): the scalars, ``idx``, ``settled``,
+        ``now`` (the furthest step reached), the trees' leaves by path (``state.params.w``,
+        ``final.opt.mu.w``) and the observables (``obs.train_loss``)."""
+        out = {"format": STATE_FORMAT, "kind": self.kind, "n_runs": self.n_runs,
+               "n_checkpoints": self.n_checkpoints, "chunk": self.chunk,
+               "checkpoint": self.checkpoint,
+               "now": int(np.asarray(self.state["step"]).max(initial=0)), "idx": self.idx}
+        out.update(_named("state", self.state))
+        if self.settled is not None:
+            out["settled"] = self.settled
+        if self.obs is not None:
+            out.update({f"obs.{k}": v for k, v in self.obs.items()})
+            out.update(_named("final", self.final))
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, like: LoopState) -> LoopState:
+        """The loop state ``to_arrays`` saved, continuing ``like`` (a fresh state of the same
+        loop: it gives the trees' structure). ValueError where it cannot: saved by another
+        version, for another loop or with another state layout."""
+        if "format" not in arrays or int(arrays["format"]) != STATE_FORMAT:
+            raise ValueError("saved by another version of twolayer")
+        saved = (str(arrays["kind"]), int(arrays["n_runs"]), int(arrays["n_checkpoints"]))
+        if saved != (like.kind, like.n_runs, like.n_checkpoints):
+            raise ValueError(f"saved for another loop (kind, runs, checkpoints {saved})")
+        obs = {k[4:]: np.array(v) for k, v in arrays.items() if k.startswith("obs.")}
+        return cls(like.kind, like.n_runs, like.n_checkpoints, np.asarray(arrays["idx"]),
+                   _unnamed("state", arrays, like.state), int(arrays["chunk"]),
+                   int(arrays["checkpoint"]),
+                   np.array(arrays["settled"]) if "settled" in arrays else None,
+                   obs or None, _unnamed("final", arrays, like.state) if obs else None)
+
+
+def _key(prefix, path) -> str:
+    """A leaf's name: its path in the tree after ``prefix``, dot-separated."""
+    parts = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+    return ".".join([prefix, *map(str, parts)])
+
+
+def _named(prefix, tree) -> dict:
+    """A tree's leaves as host arrays by name (see ``_key``)."""
+    return {_key(prefix, path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _unnamed(prefix, arrays, like):
+    """The tree of ``like``'s structure from arrays saved by ``_named`` (copies: the loop
+    fills them in place); the leading axis may differ, the rest and the dtypes may not."""
+    paths, tree = jax.tree_util.tree_flatten_with_path(like)
+    leaves = []
+    for path, ref in paths:
+        name = _key(prefix, path)
+        a = arrays.get(name)
+        if a is None or a.shape[1:] != np.shape(ref)[1:] or a.dtype != ref.dtype:
+            raise ValueError(f"saved with another state layout ({name})")
+        leaves.append(np.array(a))
+    return jax.tree_util.tree_unflatten(tree, leaves)
+
+
+def _load(state_file, like) -> LoopState | None:
+    """The saved loop state that continues ``like``, or None: nothing saved, or a state
+    that cannot be continued (said on stderr; the shard trains from the start)."""
+    arrays = state_file.load() if state_file is not None else None
+    if arrays is None:
         return None
-    tree = jax.tree_util.tree_structure(fresh)
-    n_leaves = tree.num_leaves
-    if any(f"state_{j}" not in snap for j in range(n_leaves)):
-        return None  # saved by another kind of optimizer
-    state = jax.tree_util.tree_unflatten(tree, [snap[f"state_{j}"] for j in range(n_leaves)])
-    if int(snap["n_steps"]) == -1:  # saved before the first checkpoint was recorded
-        obs = final = None
-    else:
-        final = jax.tree_util.tree_unflatten(tree, [snap[f"final_{j}"] for j in range(n_leaves)])
-        obs = {k[4:]: v for k, v in snap.items() if k.startswith("obs_")}
-    idx = snap["idx"]
-    pad = -len(idx) % n_dev  # saved by a process with another number of devices
-    if pad:
-        pos = np.concatenate([np.arange(len(idx)), np.zeros(pad, int)])
-        state, idx = _take(state, pos), idx[pos]
-    return (int(snap["i"]), int(snap["chunk"]), idx, snap["settled"], obs, final, state)
+    try:
+        return LoopState.from_arrays(arrays, like)
+    except ValueError as e:
+        print(f"twolayer: the saved training state is not used ({e}); training from the "
+              f"start", file=sys.stderr, flush=True)
+        return None
+
+
+class _Saver:
+    """save(loop state): to ``state_file`` (if any) at most every ``state_file.every``
+    seconds."""
+
+    def __init__(self, state_file):
+        self.file, self.at = state_file, time.monotonic()
+
+    def __call__(self, ls: LoopState) -> None:
+        if self.file is not None and time.monotonic() - self.at >= self.file.every:
+            self.file.save(ls.to_arrays())
+            self.at = time.monotonic()
 
 
 def _unique_positions(idx, n_runs):
