@@ -48,13 +48,14 @@ def _code(text) -> str:
 def cli_reference() -> str:
     from twolayer import cli
 
-    parser = cli.build_parser()
+    parser = cli.build_parser("single_neuron")  # run --help: single_neuron's settings
     sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
     parts = ["```text", parser.format_help().rstrip(), "```"]
     for name, p in sub.choices.items():
         p.prog = f"twolayer {name}"
         parts += [f"### twolayer {name}", "", "```text", p.format_help().rstrip(), "```", ""]
-    parts += ["`twolayer run --family patch_cnn` takes the fields of that family instead; see "
+    parts += ["`twolayer run --family patch_cnn` takes the fields of that family instead "
+              "(`twolayer run --family patch_cnn --help` lists them); see "
               "[its options](patch_cnn.md#options).", ""]
     return "\n".join(parts)
 
