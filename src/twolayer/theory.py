@@ -93,6 +93,9 @@ def model_jacobian(family, cfg, params, *, n_inputs: int | None = None, key_seed
     """J[i, p] = d f(x_i) / d theta_p at the parameter point ``params`` (any pytree; flattened
     with ``jax.flatten_util.ravel_pytree``), in float64, over the inputs ``x`` (default:
     ``n_inputs`` draws of N(0, I_d), ``n_inputs`` = 4 * (number of parameters) + 20)."""
+    from .runtime import configure
+
+    configure()  # float64
     import jax
     import jax.numpy as jnp
 
@@ -190,6 +193,9 @@ def sharpness(family, cfg, params, data) -> float:
     """Largest eigenvalue of the Hessian of the training loss at ``params`` (float64). Linear
     stability: gradient descent with step eta cannot settle at a minimum whose sharpness
     exceeds 2 / eta. ``data`` is the family's training data (from ``family.setup``)."""
+    from .runtime import configure
+
+    configure()  # float64
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree

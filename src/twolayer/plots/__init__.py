@@ -436,6 +436,9 @@ def endpoints(ds, spec: dict) -> Figure:
 
 # ---------------------------------------------------------------- neuron sizes vs width
 def _module_target(cfg, xs):
+    from ..runtime import configure
+
+    configure()  # float64
     import jax.numpy as jnp
 
     from ..families import single_neuron
