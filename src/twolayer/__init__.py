@@ -5,7 +5,15 @@ up by ``twolayer.runtime.configure()`` (float64, host devices), only when someth
 computes (see ``twolayer.runtime``)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time, ``__getattr__`` below
+    from .activations import register_activation
+    from .api import load, reproduce, run, sweep
+    from .config import ConfigError
+    from .families import register as register_family
 
 # name -> (module, attribute), imported on first access (PEP 562)
 _LAZY = {
@@ -22,16 +30,24 @@ __all__ = ["run", "sweep", "reproduce", "load", "register_activation", "register
            "ConfigError"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+# submodules, importable as attributes (``twolayer.store``) as when the package imported them
+_SUBMODULES = {"activations", "analysis", "api", "cli", "config", "executors", "families",
+               "flow", "keys", "plots", "presets", "runtime", "store", "sweeps", "theory",
+               "train"}
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(f".{module}", __name__), attr)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'twolayer' has no attribute '{name}'")
 
 
 def __dir__():
-    return sorted([*globals(), *_LAZY])
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
