@@ -35,8 +35,10 @@ import time
 import numpy as np
 from machine import cpu_model  # benchmarks/machine.py (the script's folder)
 
-import twolayer  # noqa: F401  (sets the host device count before jax is imported)
-import jax
+from twolayer import runtime
+
+runtime.configure()  # host devices and float64, before jax is imported
+import jax  # noqa: E402
 import jax.numpy as jnp
 from twolayer.config import make_config, static_part
 from twolayer.families import get

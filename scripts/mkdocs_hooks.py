@@ -48,7 +48,7 @@ def _code(text) -> str:
 def cli_reference(files=None) -> str:
     from twolayer import cli
 
-    parser = cli.build_parser()
+    parser = cli.build_parser("single_neuron")  # run --help: single_neuron's settings
     sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
     parts = ["```text", parser.format_help().rstrip(), "```"]
     for name, p in sub.choices.items():

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import twolayer  # noqa: F401  (enables float64 before jax is used)
-from twolayer.config import make_config
-from twolayer.families import get
-from twolayer.train import run_values
+from twolayer import runtime
+
+# float64 and host devices before jax is imported: tests create float64 arrays and call the
+# families' functions directly, not only through the entry points that configure
+runtime.configure()
+
+from twolayer.config import make_config  # noqa: E402
+from twolayer.families import get  # noqa: E402
+from twolayer.train import run_values  # noqa: E402
 
 
 @pytest.fixture(scope="session")

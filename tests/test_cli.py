@@ -60,3 +60,65 @@ def test_presets_lists_every_shipped_figure():
     out = cli("presets")
     names = {line.split()[0] for line in out.stdout.splitlines()}
     assert {"fig1-fixed", "fig1-random", "fig2", "fig3", "fig4", "fig5", "fig6", "fig9"} <= names
+
+
+def py(code: str, env=None):
+    """Run ``code`` in a fresh interpreter (sys.modules as a user's script starts with)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env or ENV, timeout=600)
+
+
+def test_import_is_lazy_and_run_configures_jax():
+    code = (
+        "import os, sys\n"
+        "import twolayer\n"
+        "assert 'jax' not in sys.modules and 'numpy' not in sys.modules, 'import twolayer'\n"
+        "assert os.environ.get('XLA_FLAGS', '') == '', os.environ.get('XLA_FLAGS')\n"
+        "assert issubclass(twolayer.ConfigError, ValueError) and 'jax' not in sys.modules\n"
+        "ds = twolayer.run(width=2, n_train=3, n_test=5, max_steps=5, n_checkpoints=2)\n"
+        "import jax\n"
+        "print(jax.config.jax_enable_x64, ds.train_loss.dtype, os.environ['XLA_FLAGS'])\n")
+    out = py(code, {**ENV, "XLA_FLAGS": "", "TWOLAYER_HOST_DEVICES": "2"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "float64", "--xla_force_host_platform_device_count=2"]
+
+
+def test_jax_imported_first_keeps_its_xla_flags():
+    code = (
+        "import os, jax, twolayer\n"
+        "twolayer.run(width=2, n_train=3, n_test=5, max_steps=5, n_checkpoints=2)\n"
+        "print(jax.config.jax_enable_x64, repr(os.environ['XLA_FLAGS']))\n")
+    out = py(code, {**ENV, "XLA_FLAGS": "", "TWOLAYER_HOST_DEVICES": "2"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "''"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["presets"], ["sweep", "--help"],
+                                  ["reproduce", "--help"], ["plot", "--help"],
+                                  ["info", "--help"]])
+def test_help_version_presets_import_no_jax(args):
+    code = ("import sys\nfrom twolayer import cli\n"
+            f"try:\n    cli.main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print('jax' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)\n")
+    out = py(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.split()[-2:] == ["False", "False"], out.stderr
+
+
+def test_version_prints_the_version():
+    import twolayer
+
+    out = cli("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"twolayer {twolayer.__version__}"
+
+
+def test_run_help_lists_the_given_familys_settings():
+    cnn = cli("run", "--family", "patch_cnn", "--help")
+    assert cnn.returncode == 0, cnn.stderr
+    assert "settings of family 'patch_cnn'" in cnn.stdout
+    assert "--snr " in cnn.stdout and "--imbalance " not in cnn.stdout  # patch_cnn's only
+    default = cli("run", "--help")
+    assert "--imbalance " in default.stdout and "--snr " not in default.stdout
+    bad = cli("run", "--family", "nope", "--help")
+    assert bad.returncode == 2 and "unknown family 'nope'" in bad.stderr

@@ -185,7 +185,7 @@ def test_adam_equals_closed_form_steps_per_run(fam, make, bp_of):
     assert steps[:6] == [0, 1, 2, 3, 4, 5]
     for r, cfg in enumerate(cfgs):
         p, data, _ = fam.setup(cfg, bp_of(cfg))
-        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, q, data)))
+        grad = jax.jit(jax.grad(lambda q: fam.loss(cfg, run_values(cfg), q, data)))
         p = {k: np.asarray(v) for k, v in p.items()}
         m = {k: np.zeros_like(v) for k, v in p.items()}
         v = {k: np.zeros_like(v) for k, v in p.items()}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-import twolayer  # noqa: F401  (float64 and host devices before jax is used)
+import twolayer  # noqa: F401  (float64 and host devices: tests/conftest.py)
 from twolayer import train as engine
 from twolayer.config import ConfigError, make_config, static_part
 from twolayer.families import get

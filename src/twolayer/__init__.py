@@ -1,26 +1,53 @@
-"""twolayer: batched, compiled experiments on how two-layer neural networks generalize."""
+"""twolayer: batched, compiled experiments on how two-layer neural networks generalize.
+
+Importing the package is cheap and changes nothing in the process: JAX is imported, and set
+up by ``twolayer.runtime.configure()`` (float64, host devices), only when something trains or
+computes (see ``twolayer.runtime``)."""
 from __future__ import annotations
 
-import os as _os
-
-# Split batched runs over the CPU cores: XLA's CPU backend keeps about one core busy per
-# device. Must happen before jax is imported; set TWOLAYER_HOST_DEVICES=1 to opt out.
-if "jax" not in __import__("sys").modules:
-    _n = _os.environ.get("TWOLAYER_HOST_DEVICES") or str(min(_os.cpu_count() or 1, 8))
-    _flags = _os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in _flags and int(_n) > 1:
-        _os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count={_n}".strip()
-
-import jax as _jax
-
-_jax.config.update("jax_enable_x64", True)  # float64 where a config asks for it (the default)
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .activations import register_activation  # noqa: E402
-from .api import load, reproduce, run, sweep  # noqa: E402
-from .config import ConfigError  # noqa: E402
-from .families import register as register_family  # noqa: E402
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time, ``__getattr__`` below
+    from .activations import register_activation
+    from .api import load, reproduce, run, sweep
+    from .config import ConfigError
+    from .families import register as register_family
+
+# name -> (module, attribute), imported on first access (PEP 562)
+_LAZY = {
+    "run": ("api", "run"),
+    "sweep": ("api", "sweep"),
+    "reproduce": ("api", "reproduce"),
+    "load": ("api", "load"),
+    "register_activation": ("activations", "register_activation"),
+    "register_family": ("families", "register"),
+    "ConfigError": ("config", "ConfigError"),
+}
 
 __all__ = ["run", "sweep", "reproduce", "load", "register_activation", "register_family",
            "ConfigError"]
+
+
+# submodules, importable as attributes (``twolayer.store``) as when the package imported them
+_SUBMODULES = {"activations", "analysis", "api", "cli", "config", "executors", "families",
+               "flow", "keys", "plots", "presets", "runtime", "store", "sweeps", "theory",
+               "train"}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'twolayer' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from . import store
+from . import runtime, store
 from . import sweeps as _sweep
 from .config import make_config, to_dict
 from .family import get as get_family
@@ -18,9 +18,8 @@ def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Datas
     (``ConfigError`` on a bad one). ``progress``: True or False for the progress bar
     (default: shown on a terminal unless ``TWOLAYER_PROGRESS=0``). Returns its Dataset:
     dims ``step`` and the family's own, the settings and provenance in its attributes."""
-    from .train import train_group
-
-    from .train import check_group
+    runtime.configure()
+    from .train import check_group, train_group
 
     fam = get_family(family)
     cfg = make_config(fam.Config, {"family": family, **settings})
@@ -53,6 +52,7 @@ def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progres
     hold the same sweep. ``shard_size``: at most this many runs per shard. ``executor``:
     None or ``"local"`` (in this process), ``"processes:N"``, ``"dask-local:N"``,
     ``"dask://HOST:PORT"``, or a ``distributed.Client`` (see ``twolayer.executors``)."""
+    runtime.configure()
     return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress,
                       executor=executor, state_every=state_every)
 
@@ -63,6 +63,7 @@ def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
     """Run a preset's sweep into ``out`` (default scale ``"quick"``; other arguments as for
     ``sweep``) and draw its figures into ``out/figures``. Returns the merged Dataset and
     the paths of the PNG files."""
+    runtime.configure()
     from . import presets
     from .config import ConfigError, suggest
 

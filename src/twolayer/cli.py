@@ -6,6 +6,10 @@
     twolayer plot DIR                                redraw a sweep's figures
     twolayer info DIR                                done / missing shards, dims, provenance
     twolayer presets                                 the shipped presets
+
+``--help``, ``--version``, ``presets`` and every command's ``--help`` import no JAX (they
+answer at once); ``run --family NAME --help`` lists that family's settings (it imports the
+family's module, and so JAX).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import ConfigError, field_specs, suggest
 
 
@@ -124,7 +129,7 @@ def _cmd_presets(args, extra):
         print(f"{name:14s} {first}")
 
 
-def _run_epilog(family: str = "single_neuron") -> str:
+def _run_epilog(family: str) -> str:
     """The settings of ``twolayer run`` (the family's config fields), with their defaults."""
     from .families import get as get_family
 
@@ -135,12 +140,19 @@ def _run_epilog(family: str = "single_neuron") -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``run_family``, ``run --help`` lists that family's settings (built only
+    when asked: it imports the family's module, and so JAX)."""
     p = argparse.ArgumentParser(prog="twolayer", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    epilog = (_run_epilog(run_family) if run_family else
+              "settings: see 'twolayer run [--family NAME] --help'")
     r = sub.add_parser("run", help="train one run; settings as --FIELD VALUE",
-                       epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--family", default="single_neuron")
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--family", default="single_neuron",
+                   help="the family (default single_neuron); its settings are listed by "
+                        "'run --family NAME --help'")
     r.add_argument("--out", help="folder for result.nc and run.png")
     s = sub.add_parser("sweep", help="run a sweep spec (TOML or preset name)")
     s.add_argument("spec")
@@ -170,12 +182,30 @@ COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "reproduce": _cmd_reproduce,
             "plot": _cmd_plot, "info": _cmd_info, "presets": _cmd_presets}
 
 
+def _run_help_family(argv: list[str]) -> str | None:
+    """The family whose settings ``run ... --help`` asks for, else None (no help asked)."""
+    if not argv or argv[0] != "run" or not {"-h", "--help"} & set(argv[1:]):
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--family", default="single_neuron")
+    return pre.parse_known_args(argv[1:])[0].family
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    try:
+        parser = build_parser(_run_help_family(argv))
+    except ConfigError as err:  # run --family UNKNOWN --help
+        print(f"twolayer: error: {err}", file=sys.stderr)
+        return 2
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.command in ("run", "sweep", "reproduce", "plot"):
+            from . import runtime
+
+            runtime.configure()  # before anything imports jax
         if args.command in ("run", "sweep", "reproduce"):
             from .executors import enable_compile_cache
 

@@ -15,8 +15,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-import numpy as np
-
 STATIC, BATCHED = "static", "batched"
 
 
@@ -235,6 +233,8 @@ def refuse_float32_underflow(cfg, *names) -> None:
     ``validate``."""
     if cfg.dtype != "float32":
         return
+    import numpy as np  # here, not at import: the command line's help reads this module
+
     tiny = np.finfo(np.float32).tiny
     for name in names:
         value = getattr(cfg, name)

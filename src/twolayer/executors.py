@@ -27,6 +27,7 @@ import re
 import sys
 from typing import Callable, Iterator, NamedTuple
 
+from . import runtime
 from .config import ConfigError
 
 RETRIES = 3  # times a process pool is restarted after a worker died
@@ -85,6 +86,7 @@ class _InWorker:
         self.fn, self.cache_dir = fn, cache_dir
 
     def __call__(self, item):
+        runtime.configure()  # float64 (the worker's XLA_FLAGS are set by worker_env)
         if self.cache_dir:
             enable_compile_cache(self.cache_dir)
         return self.fn(item)
@@ -125,7 +127,8 @@ def _processes(n: int) -> Executor:
 
     def pool():
         if not live:
-            live.append(ProcessPoolExecutor(n, mp_context=ctx))
+            # configure before a task's unpickling imports jax (through a family's Config)
+            live.append(ProcessPoolExecutor(n, mp_context=ctx, initializer=runtime.configure))
         return live[0]
 
     def close(wait=True):
@@ -167,6 +170,8 @@ def _dask(client, owned) -> Executor:
 
     def map_(fn, items):
         fn = _InWorker(fn, _cache_dir())
+        with contextlib.suppress(Exception):  # set up JAX before tasks import it (a worker
+            client.run(runtime.configure)      # starting later is set up by _InWorker)
         futures = [client.submit(fn, item, pure=False) for item in items]
         index = {f.key: i for i, f in enumerate(futures)}
         try:

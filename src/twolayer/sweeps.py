@@ -306,8 +306,10 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     are written there and a rerun continues where the last one stopped (long shards from
     their training state saved every ``state_every`` seconds). ``executor``: see
     ``twolayer.executors`` (None: in this process)."""
+    from . import runtime
     from .executors import open_executor
 
+    runtime.configure()
     if not isinstance(spec, Spec):
         spec = load_spec(spec, scale)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))

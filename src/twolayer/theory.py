@@ -23,6 +23,9 @@ def model_jacobian(family, cfg, params, *, n_inputs: int | None = None, key_seed
     """J[i, p] = d f(x_i) / d theta_p at the parameter point ``params`` (any pytree; flattened
     with ``jax.flatten_util.ravel_pytree``), in float64, over the inputs ``x`` (default:
     ``n_inputs`` draws of N(0, I_d), ``n_inputs`` = 4 * (number of parameters) + 20)."""
+    from .runtime import configure
+
+    configure()  # float64
     import jax
     import jax.numpy as jnp
 
@@ -83,6 +86,9 @@ def sharpness(family, cfg, bp, params, data) -> float:
     stability: gradient descent with step eta cannot settle at a minimum whose sharpness
     exceeds 2 / eta. ``bp`` and ``data`` are the run's batched values and training data (as
     ``family.setup`` got and gave them)."""
+    from .runtime import configure
+
+    configure()  # float64
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree

@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, PartitionSpec as P
 
+from . import runtime
 from .config import batched_names, bucketed_names, field_specs, static_part
 
 UNROLL = 1  # steps per while-loop iteration (1 measured fastest on CPU)
@@ -463,6 +464,7 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
     and ``every`` seconds, e.g. ``twolayer.store.TrainingState``), the loop's state is
     saved between chunks at most every ``every`` seconds, and a saved state is continued
     from: a killed shard resumes mid-run with the same result."""
+    runtime.configure()
     cfg0 = cfgs[0]
     cfg = static_part(cfg0)
     prog = _program(family, cfg)
