@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time, ``__getatt
     from .activations import register_activation
     from .api import load, reproduce, run, sweep
     from .config import ConfigError
-    from .families import register as register_family
+    from .family import register as register_family
 
 # name -> (module, attribute), imported on first access (PEP 562)
 _LAZY = {
@@ -22,7 +22,7 @@ _LAZY = {
     "reproduce": ("api", "reproduce"),
     "load": ("api", "load"),
     "register_activation": ("activations", "register_activation"),
-    "register_family": ("families", "register"),
+    "register_family": ("family", "register"),
     "ConfigError": ("config", "ConfigError"),
 }
 
@@ -32,8 +32,8 @@ __all__ = ["run", "sweep", "reproduce", "load", "register_activation", "register
 
 # submodules, importable as attributes (``twolayer.store``) as when the package imported them
 _SUBMODULES = {"activations", "analysis", "api", "cli", "config", "executors", "families",
-               "flow", "keys", "plots", "presets", "runtime", "store", "sweeps", "theory",
-               "train"}
+               "family", "flow", "keys", "linalg", "plots", "presets", "runtime", "store",
+               "sweeps", "theory", "train"}
 
 
 def __getattr__(name: str):
