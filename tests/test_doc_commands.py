@@ -66,6 +66,7 @@ def commands(body: str):
             yield line
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 @pytest.mark.parametrize("page", PAGES)
 def test_every_command_of_the_page_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -63,6 +63,7 @@ def test_gallery_covers_every_preset_at_full_scale():
     assert set(timings) == set(presets.names())
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_gallery_script_runs_times_and_resumes(tmp_path, capsys):
     """At tiny scale on two presets: the page, figures and timings are written; a rerun
     trains nothing and keeps the timings; a missing note is refused."""

@@ -253,6 +253,7 @@ def test_register_family_rules(forget_families):
     np.testing.assert_array_equal(builtin.train_loss.values, twolayer.run(**tiny).train_loss.values)
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_dask_sweep_script_equals_in_process(tmp_path):
     pytest.importorskip("distributed")
     out = run_example("dask_sweep.py", "--small", "--out", tmp_path / "dask")

@@ -127,6 +127,7 @@ def sweep_in_thread(out, executor):
     return thread, result, error
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_dask_worker_killed_mid_shard_is_replaced(tmp_path, capsys, client, long_reference):
     out = tmp_path / "k"
     thread, result, error = sweep_in_thread(out, client)
@@ -172,6 +173,7 @@ def test_process_pool_worker_killed_mid_shard_is_retried(tmp_path, capsys, long_
     assert "resumed at step" in err
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_slurm_example_runs_on_a_local_cluster(tmp_path, small_reference):
     ref, _ = small_reference
     spec = tmp_path / "small.toml"

@@ -102,6 +102,7 @@ def assert_same_as(out, reference):
     assert not leftovers
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_sigkill_at_sync_points_then_rerun_equals_uninterrupted(tmp_path, spec, env, reference):
     out = tmp_path / "o"
     # killed in the middle of the first shard, once its training state was saved
@@ -168,6 +169,7 @@ def test_rerun_in_a_new_folder_is_bit_identical(tmp_path, spec, reference):
     assert np.isfinite(ds.train_loss).all()
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_resume_with_another_device_count_agrees_to_rounding(tmp_path, spec, env, reference):
     """State saved by a one-device process (3 runs in a batch), finished by a two-device one
     (the batch padded to 4): equal up to floating-point summation order."""
