@@ -837,6 +837,9 @@ def _to_dataset(family, cfg0, grid, obs, info, fin, final_state, bp_all) -> xr.D
             label = f"{base} at the polished end point" if base else None
         if label:
             ds[k].attrs["long_name"] = label
+        var = family.table.get(k.removeprefix("polished_"))
+        if var is not None and var.units:
+            ds[k].attrs["units"] = var.units
     return ds
 
 
