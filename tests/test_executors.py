@@ -153,6 +153,7 @@ def _pool_workers():
     return pids
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_process_pool_worker_killed_mid_shard_is_retried(tmp_path, capsys, long_reference):
     out = tmp_path / "p"
@@ -197,6 +198,7 @@ def test_slurm_example_runs_on_a_local_cluster(tmp_path, small_reference):
     assert not (tmp_path / "s").exists()  # printing the script runs nothing
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_cli_sweep_with_a_process_pool(tmp_path, small_reference):
     ref, _ = small_reference
     toml = tmp_path / "s.toml"

@@ -49,6 +49,7 @@ def test_checkpoint_times():
 
 
 # ---------------------------------------------------------------- against gradient descent
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_small_step_gd_follows_the_flow(fam, make):
     """Explicit Euler (GD) has global error O(eta) on a fixed time interval: at t = 20 the
     parameters of GD with eta and of the flow differ by c eta, the same c for 2 eta."""
@@ -66,6 +67,7 @@ def test_small_step_gd_follows_the_flow(fam, make):
     assert 1.9 < err[2e-3] / err[1e-3] < 2.1  # first order in eta
 
 
+@pytest.mark.slow  # run in CI's second step (python3 dev.py test -m slow)
 def test_limit_does_not_move_when_tolerances_tighten(fam, make):
     """Four runs of fig4's setting (n = 6 Gaussian points, init 1e-20, away from the Q1/Q2
     boundary) integrated to t = 1e6: tolerances 100x tighter move the end point by < 1e-8."""

@@ -54,7 +54,9 @@ def tiny(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_DIMS))
+# the slowest preset at tiny scale (about 20 s) runs with the slow tests
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "fig9-flow" else n
+                                  for n in sorted(EXPECTED_DIMS)])
 def test_preset_runs_at_tiny_scale_and_draws(tiny, name):
     ds, paths = tiny(name)
     dims = tuple(d for d in ds["train_loss"].dims)
