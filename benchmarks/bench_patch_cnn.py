@@ -35,6 +35,7 @@ import time
 import numpy as np
 from machine import cpu_model  # benchmarks/machine.py (the script's folder)
 
+import twolayer
 from twolayer import runtime
 
 runtime.configure()  # host devices and float64, before jax is imported
