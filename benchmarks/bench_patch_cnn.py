@@ -33,7 +33,7 @@ import platform
 import time
 
 import numpy as np
-from machine import cpu_model  # benchmarks/machine.py (the script's folder)
+from machine import cpu_model, torch_or_none  # benchmarks/machine.py (the script's folder)
 
 import twolayer
 from twolayer import runtime
@@ -209,13 +209,7 @@ def main():
         args.torch_threads = "1"  # (2 threads can take a minute on a loaded machine)
     size = (args.dim, args.n_train, args.width, args.n_test)
 
-    try:
-        import torch
-    except ImportError:
-        if not args.quick:
-            raise SystemExit("the torch baseline needs PyTorch CPU: "
-                             ".venv/bin/pip install torch==2.13.0 (or run --quick)")
-        torch = None
+    torch = torch_or_none(args.quick)
     print(machine(torch))
     print(f"work: d = {args.dim}, n_train = {args.n_train}, m = {args.width} "
           f"({2 * args.width} filters), n_test = {args.n_test}, {args.steps} steps, "

@@ -23,7 +23,7 @@ import platform
 import time
 
 import numpy as np
-from machine import cpu_model  # benchmarks/machine.py (the script's folder)
+from machine import cpu_model, torch_or_none  # benchmarks/machine.py (the script's folder)
 
 from twolayer import runtime
 
@@ -112,13 +112,7 @@ def main():
         args.runs, args.steps, args.torch_runs, args.torch_steps = 256, 2000, 1, 1000
         args.check_steps = 500
 
-    try:
-        import torch
-    except ImportError:
-        if not args.quick:
-            raise SystemExit("the torch baseline needs PyTorch CPU: "
-                             ".venv/bin/pip install torch==2.13.0 (or run --quick)")
-        torch = None
+    torch = torch_or_none(args.quick)
     print(machine(torch))
     if torch is not None:
         check_same_work(torch, args.check_steps)
