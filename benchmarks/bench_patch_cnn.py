@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from twolayer.config import make_config, static_part
 from twolayer.families import get
 from twolayer.families.patch_cnn import filter_signs, patches
-from twolayer.train import batched_values, checkpoint_steps, train_group
+from twolayer.train import checkpoint_steps, run_values, train_group
 
 FAMILY = get("patch_cnn")
 LR = 0.1
@@ -62,7 +62,7 @@ def engine_initial(cfg):
     """One run's initial weights, training and test data as the engine builds them, as numpy
     (direct mode: explicit d-dimensional vectors)."""
     cfg = dataclasses.replace(cfg, parameterization="direct")
-    bp = {k: jnp.asarray(v[0]) for k, v in batched_values([cfg], np.float64).items()}
+    bp = {k: jnp.asarray(v) for k, v in run_values(cfg).items()}
     scfg = static_part(cfg)
     params, data, _ = FAMILY.setup(scfg, bp)
     return {"w": np.asarray(params["w"]), "v": np.asarray(params["v"]),

@@ -31,7 +31,7 @@ runtime.configure()  # host devices and float64, before jax is imported
 import jax  # noqa: E402
 from twolayer.config import make_config, static_part
 from twolayer.families import get
-from twolayer.train import batched_values, train_group
+from twolayer.train import run_values, train_group
 
 FAMILY = get("single_neuron")
 LR = 0.05
@@ -49,8 +49,7 @@ def engine_initial(ds, cfg, r=0):
     """Run ``r``'s initial parameters (the engine's record at step 0 in ``ds``, the result of
     ``train_group``) and training data (``family.setup``, as the engine builds it)."""
     params = {k: ds[k].isel(run=r, step=0).values for k in ("a", "w", "b")}
-    bp = {k: v[0] for k, v in batched_values([cfg], np.float64).items()}
-    _, data, _ = FAMILY.setup(static_part(cfg), bp)
+    _, data, _ = FAMILY.setup(static_part(cfg), run_values(cfg))
     return params, np.asarray(data["x"]), np.asarray(data["y"])
 
 
