@@ -1,6 +1,8 @@
 """error_vs: a final value against one swept dim, for any family."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -73,6 +75,8 @@ def error_vs(ds, spec: dict) -> Figure:
     nrows = -(-len(panels) // ncols)
     fig, axes = _new(nrows, ncols, sharey=True)
     ylab = f"{reduced}\nfinal {_var_label(ds, y)}" if reduced else f"final {_var_label(ds, y)}"
+    # a long label wrapped to about a panel's height (it overran the panel below it)
+    ylab = "\n".join(textwrap.fill(line, 36) for line in ylab.split("\n"))
     xs = np.asarray(da[x].values, dtype=float)
     overlaid = []  # legend handles the overlays give
     for i, pv in enumerate(panels):
