@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # for type checkers and the API docs; at run time, ``__getattr__`` below
     from .activations import register_activation
-    from .api import load, reproduce, run, sweep
+    from .api import boundary, load, reproduce, run, sweep
     from .config import ConfigError
     from .family import register as register_family
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time, ``__getatt
 _LAZY = {
     "run": ("api", "run"),
     "sweep": ("api", "sweep"),
+    "boundary": ("api", "boundary"),
     "reproduce": ("api", "reproduce"),
     "load": ("api", "load"),
     "register_activation": ("activations", "register_activation"),
@@ -26,12 +27,12 @@ _LAZY = {
     "ConfigError": ("config", "ConfigError"),
 }
 
-__all__ = ["run", "sweep", "reproduce", "load", "register_activation", "register_family",
+__all__ = ["run", "sweep", "boundary", "reproduce", "load", "register_activation", "register_family",
            "ConfigError"]
 
 
 # submodules, importable as attributes (``twolayer.store``) as when the package imported them
-_SUBMODULES = {"activations", "analysis", "api", "cli", "config", "executors", "families",
+_SUBMODULES = {"activations", "analysis", "api", "boundaries", "cli", "config", "executors", "families",
                "family", "flow", "keys", "linalg", "plots", "presets", "runtime", "store",
                "sweeps", "theory", "train"}
 

@@ -1,4 +1,4 @@
-"""The Python API: ``run``, ``sweep``, ``reproduce``, ``load``."""
+"""The Python API: ``run``, ``sweep``, ``boundary``, ``reproduce``, ``load``."""
 from __future__ import annotations
 
 import json
@@ -55,6 +55,21 @@ def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progres
     runtime.configure()
     return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress,
                       executor=executor, state_every=state_every)
+
+
+def boundary(spec, out=None, *, scale: str = "full", shard_size: int = 512, executor=None,
+             state_every: float = 60.0, log=None) -> xr.Dataset:
+    """Locate where a final metric crosses a level along one axis, for every point of the
+    other axes: a spec (TOML path, preset name or dict) with a ``[boundary]`` table (see
+    ``twolayer.boundaries``). Each round of the bisection is one batched sweep (with
+    ``out``: in ``out/rounds/K``, resumable; the result in ``out/result.nc``). Returns the
+    Dataset of boundary points (dims: the other axes; ``crossing``, its bracket ``lo`` /
+    ``hi``, the interval ``ci_lo`` / ``ci_hi``, ``flag``, and every probe's metric)."""
+    runtime.configure()
+    from . import boundaries
+
+    return boundaries.run(spec, out, scale=scale, shard_size=shard_size, executor=executor,
+                          state_every=state_every, log=log)
 
 
 def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
