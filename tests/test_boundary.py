@@ -152,13 +152,13 @@ TINY = {"name": "tiny-boundary", "family": "patch_cnn",
 
 def test_tiny_real_search_resumes_and_agrees_with_the_grid(tmp_path):
     out = tmp_path / "b"
-    ds = twolayer.boundary(TINY, out)
+    ds = twolayer.boundary(TINY, out, shard_size=4)
     assert list(ds.flag.values) == ["ok", "ok"]
     assert ds.crossing.dims == ("input_dim",) and ds.probe_metric.dims == ("input_dim", "probe", "seed")
     assert (ds.hi - ds.lo <= 0.4 + 1e-9).all() and int(ds.attrs["boundary_rounds"]) == 4
     # rerun: every round's shards are found done, nothing is trained, the result is equal
     lines = []
-    again = twolayer.boundary(TINY, out, log=lines.append)
+    again = twolayer.boundary(TINY, out, shard_size=4, log=lines.append)
     assert not any(line.startswith("shard") and "skipped" not in line for line in lines)
     assert sum("skipped" in line for line in lines) >= 4
     np.testing.assert_array_equal(again.probe_metric.values, ds.probe_metric.values)
@@ -167,7 +167,7 @@ def test_tiny_real_search_resumes_and_agrees_with_the_grid(tmp_path):
     last = out / "rounds" / str(int(ds.attrs["boundary_rounds"]) - 1)
     shutil.rmtree(last)
     lines = []
-    third = twolayer.boundary(TINY, out, log=lines.append)
+    third = twolayer.boundary(TINY, out, shard_size=4, log=lines.append)
     assert sum("skipped" in line for line in lines) >= 3
     np.testing.assert_array_equal(third.crossing.values, ds.crossing.values)
     # the full grid at the same settings (the same seeds: the same runs at equal values):
@@ -175,7 +175,7 @@ def test_tiny_real_search_resumes_and_agrees_with_the_grid(tmp_path):
     grid = dict(TINY, axes={"input_dim": [100, 120],
                             "signal_norm": np.arange(0.0, 6.41, 0.4).tolist(), "seed": [0, 1]})
     grid.pop("boundary")
-    g = twolayer.sweep(grid).test_error.isel(step=-1).mean("seed")
+    g = twolayer.sweep(grid, shard_size=4).test_error.isel(step=-1).mean("seed")
     for d in (100, 120):
         row = g.sel(input_dim=d).values
         xs = g.signal_norm.values
@@ -189,4 +189,4 @@ def test_a_folder_of_another_search_is_refused(tmp_path):
     out.mkdir()
     (out / "other.txt").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
-        twolayer.boundary(TINY, out)
+        twolayer.boundary(TINY, out, shard_size=4)

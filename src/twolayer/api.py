@@ -85,8 +85,14 @@ def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
     if preset not in presets.names():
         raise ConfigError(f"unknown preset '{preset}'{suggest(preset, presets.names())}; "
                           f"presets: {', '.join(presets.names())}")
-    ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress,
-                    executor=executor, state_every=state_every)
+    from . import boundaries
+
+    if boundaries.is_boundary_spec(preset):  # a [boundary] preset: its bisection rounds
+        ds = boundaries.run(preset, out, scale=scale, shard_size=shard_size,
+                            executor=executor, state_every=state_every)
+    else:
+        ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress,
+                        executor=executor, state_every=state_every)
     from . import plots
 
     return ds, plots.draw_all(ds, Path(out) / "figures")

@@ -566,3 +566,86 @@ def is_boundary_spec(source) -> bool:
         return "boundary" in tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError):
         return False
+
+
+# ---------------------------------------------------------------- exponents and tables
+def fit_exponent(ds: xr.Dataset, x: str, n_boot: int = 2000) -> xr.Dataset:
+    """Log-log least squares of ``crossing`` against the point dim ``x``, for every
+    combination of the other point dims: ``slope`` (the exponent), ``intercept`` (log),
+    ``points`` used (flag ok, finite, positive), and the interval ``slope_lo`` /
+    ``slope_hi``: the 2.5 % / 97.5 % percentiles over ``n_boot`` refits with each point's log
+    crossing drawn from a normal whose 95 % interval is the point's [ci_lo, ci_hi] (a
+    parametric bootstrap from the per-point intervals; our choice)."""
+    others = [d for d in ds["crossing"].dims if d != x]
+    stacked = ds.stack(_other=others) if others else ds.expand_dims(_other=[0])
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(stacked.sizes["_other"]):
+        sel = stacked.isel(_other=i)
+        xv = np.asarray(sel[x].values, float)
+        c, lo, hi = (np.asarray(sel[k].values, float) for k in ("crossing", "ci_lo", "ci_hi"))
+        ok = (sel["flag"].values == "ok") & np.isfinite(c) & (c > 0) & (xv > 0) & (lo > 0)
+        if ok.sum() < 2:
+            rows.append((np.nan,) * 4 + (int(ok.sum()),))
+            continue
+        lx, lc = np.log(xv[ok]), np.log(c[ok])
+        slope, icept = np.polyfit(lx, lc, 1)
+        sd = (np.log(hi[ok]) - np.log(lo[ok])) / (2 * 1.96)
+        draws = lc[None, :] + sd[None, :] * rng.standard_normal((n_boot, ok.sum()))
+        slopes = np.polyfit(lx, draws.T, 1)[0]
+        q = np.percentile(slopes, [2.5, 97.5])
+        rows.append((slope, icept, q[0], q[1], int(ok.sum())))
+    arr = np.asarray(rows, float)
+    coords = ({k: v for k, v in stacked["_other"].coords.items() if k != "_other"}
+              if others else {})
+    out = xr.Dataset({k: ("_other", arr[:, j]) for j, k in
+                      enumerate(("slope", "intercept", "slope_lo", "slope_hi", "points"))},
+                     coords=coords)
+    out["points"] = out["points"].astype(int)
+    if others:
+        out = out.assign_coords(_other=stacked["_other"]).unstack("_other")
+    else:
+        out = out.isel(_other=0)
+    out.attrs = {"x": x, "y": f"crossing of {ds.attrs.get('boundary_axis', '?')}"}
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "nan" if not np.isfinite(v) else f"{v:.4g}"
+    return str(v)
+
+
+def table(ds: xr.Dataset) -> str:
+    """The boundary points as a Markdown table: point coordinates, crossing, interval,
+    final bracket, rounds, runs, flag."""
+    dims = list(ds["crossing"].dims)
+    axis = ds.attrs.get("boundary_axis", "crossing")
+    head = [*dims, f"{axis}*", "interval", "bracket", "rounds", "runs", "flag"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    flat = ds[["crossing", "ci_lo", "ci_hi", "lo", "hi", "rounds", "runs", "flag"]]
+    flat = flat.stack(_p=dims) if dims else flat.expand_dims(_p=[0])
+    for i in range(flat.sizes["_p"]):
+        r = flat.isel(_p=i)
+        cells = [_fmt(r[d].item()) for d in dims] + [
+            _fmt(r.crossing.item()), f"[{_fmt(r.ci_lo.item())}, {_fmt(r.ci_hi.item())}]",
+            f"[{_fmt(r.lo.item())}, {_fmt(r.hi.item())}]", str(int(r.rounds)), str(int(r.runs)),
+            str(r.flag.item())]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def fit_table(ds: xr.Dataset, x: str) -> str:
+    """The fitted exponents of ``fit_exponent`` as a Markdown table."""
+    fit = fit_exponent(ds, x)
+    dims = [d for d in fit["slope"].dims]
+    head = [*dims, f"exponent of {x}", "95 % interval", "points"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    flat = fit.stack(_p=dims) if dims else fit.expand_dims(_p=[0])
+    for i in range(flat.sizes["_p"]):
+        r = flat.isel(_p=i)
+        cells = [_fmt(r[d].item()) for d in dims] + [
+            f"{r.slope.item():.3f}", f"[{r.slope_lo.item():.3f}, {r.slope_hi.item():.3f}]",
+            str(int(r.points))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

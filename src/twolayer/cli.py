@@ -2,6 +2,7 @@
 
     twolayer run [--FIELD VALUE ...] [--out DIR]     one run, summary printed
     twolayer sweep SPEC.toml --out DIR [--executor E] a sweep (resumes in DIR)
+    twolayer boundary SPEC.toml --out DIR            locate a [boundary] by bisection rounds
     twolayer reproduce PRESET --out DIR --scale S    a preset's sweep and its figures
     twolayer plot DIR                                redraw a sweep's figures
     twolayer info DIR                                done / missing shards, dims, provenance
@@ -75,6 +76,16 @@ def _cmd_sweep(args, extra):
 
     api.sweep(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
               executor=args.executor, state_every=args.state_every)
+
+
+def _cmd_boundary(args, extra):
+    from . import api
+
+    ds = api.boundary(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
+                      executor=args.executor, state_every=args.state_every)
+    from .boundaries import table
+
+    print(table(ds))
 
 
 def _cmd_reproduce(args, extra):
@@ -158,11 +169,16 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("spec")
     s.add_argument("--out", required=True)
     s.add_argument("--scale", default="full")
+    b = sub.add_parser("boundary", help="locate where a metric crosses a level along one axis "
+                       "(a spec with a [boundary] table), by bisection in batched rounds")
+    b.add_argument("spec")
+    b.add_argument("--out", required=True)
+    b.add_argument("--scale", default="full")
     q = sub.add_parser("reproduce", help="a preset's sweep and figures")
     q.add_argument("preset")
     q.add_argument("--out")
     q.add_argument("--scale", default="quick", help="full, quick or tiny (default quick)")
-    for p_ in (s, q):
+    for p_ in (s, b, q):
         p_.add_argument("--shard-size", dest="shard_size", type=int, default=512)
         p_.add_argument("--executor", default="local",
                         help="where shards train: local (default), processes:N, "
@@ -178,7 +194,8 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "reproduce": _cmd_reproduce,
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "boundary": _cmd_boundary,
+            "reproduce": _cmd_reproduce,
             "plot": _cmd_plot, "info": _cmd_info, "presets": _cmd_presets}
 
 
@@ -202,11 +219,11 @@ def main(argv=None) -> int:
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command in ("run", "sweep", "reproduce", "plot"):
+        if args.command in ("run", "sweep", "boundary", "reproduce", "plot"):
             from . import runtime
 
             runtime.configure()  # before anything imports jax
-        if args.command in ("run", "sweep", "reproduce"):
+        if args.command in ("run", "sweep", "boundary", "reproduce"):
             from .executors import enable_compile_cache
 
             enable_compile_cache()

@@ -4,7 +4,7 @@ A sweep spec lists its figures as ``[[figure]]`` tables; ``kind`` picks the func
 other keys name the Dataset's dims (the same names as the config fields and the axes):
 
     [[figure]]
-    kind = "error_vs"     # a generic kind (error_vs | heatmap | curves) or the family's own
+    kind = "error_vs"     # a generic kind (error_vs | heatmap | curves | boundary) or the family's own
     file = "fig4.png"     # written by draw_all into the figures folder
     x = "imbalance"       # the other keys depend on the kind (see each function)
     panel = "n_train"
@@ -25,10 +25,11 @@ from matplotlib.figure import Figure
 
 from .. import analysis
 from .common import DPI, family_of, label, save, setting, sweep_spec
+from .boundary import boundary
 from .error_vs import clip_of, error_vs
 from .phase import curves, heatmap
 
-KINDS = {"error_vs": error_vs, "heatmap": heatmap, "curves": curves}
+KINDS = {"error_vs": error_vs, "heatmap": heatmap, "curves": curves, "boundary": boundary}
 """The generic figure kinds, for any family."""
 
 
@@ -60,7 +61,13 @@ def run_figure(ds) -> Figure:
 
 
 def default_specs(ds) -> list[dict]:
-    """error_vs over the first swept dim, when a sweep lists no figure."""
+    """error_vs over the first swept dim, when a sweep lists no figure (a boundary search:
+    its points over their first dim, one curve per value of the second)."""
+    if "crossing" in ds:
+        dims = list(ds["crossing"].dims)
+        spec = {"kind": "boundary", "file": f"{ds.attrs.get('title', 'boundary')}.png"}
+        spec.update({k: d for k, d in zip(("x", "hue", "panel"), dims)})
+        return [spec]
     dims = [d for d in ds["test_error"].dims if d not in analysis.CHECKPOINT_DIMS]
     name = ds.attrs.get("title", "sweep")
     spec = {"kind": "error_vs", "file": f"{name}.png"}
@@ -86,5 +93,5 @@ def draw_all(ds, folder) -> list[Path]:
     return paths
 
 
-__all__ = ["figure", "draw_all", "run_figure", "save", "error_vs", "heatmap", "curves",
+__all__ = ["figure", "draw_all", "run_figure", "save", "error_vs", "heatmap", "curves", "boundary",
            "kinds", "KINDS", "setting", "sweep_spec", "label", "clip_of"]
