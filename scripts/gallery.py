@@ -97,7 +97,12 @@ def _sample_load(samples: list, stop: threading.Event, every: float = 5.0) -> No
 
 
 def finished(out: Path) -> dict | None:
-    """``store.info`` of a sweep folder whose result is complete, else None."""
+    """``store.info`` of a sweep folder whose result is complete, else None (a boundary
+    search: its runs, once its result is written)."""
+    if (out / "boundary.json").exists():
+        if not store.result_path(out).exists():
+            return None
+        return {"runs_total": int(store.load(out)["runs"].sum())}
     try:
         info = store.info(out)
     except twolayer.ConfigError:
@@ -109,7 +114,9 @@ def finished(out: Path) -> dict | None:
 def facts(out: Path, info: dict) -> dict:
     """What the page states about a result, computed from it."""
     ds = store.load(out)
-    f = {"runs": info["runs_total"], "steps": int(ds.step.max()),
+    steps = (int(ds.step.max()) if "step" in ds.dims
+             else int(json.loads(ds.attrs["sweep"]).get("train", {}).get("max_steps", 0)))
+    f = {"runs": info["runs_total"], "steps": steps,
          "family": ds.attrs.get("family", "?"),
          "description": " ".join(ds.attrs.get("description", "").split())}
     for flag in ("recovered", "converged", "diverged"):

@@ -34,6 +34,9 @@ EXPECTED_DIMS = {  # the swept dims, in spec order, then step (gradient flow: ti
     "init-matters-dynamics": ("output_init_scale", "seed", "step"),
     "init-matters-phase": ("output_init_scale", "n_train", "snr", "seed", "step"),
     "matrix-completion": ("target_rank", "n_train", "data_seed", "step"),
+    # boundary searches: the dims of the boundary points (the seed axis is averaged)
+    "boundary-d-scaling": ("activation", "input_dim", "output_init_scale"),
+    "boundary-n-scaling": ("activation", "n_train", "output_init_scale"),
 }
 
 
@@ -59,7 +62,7 @@ def tiny(tmp_path_factory):
                                   for n in sorted(EXPECTED_DIMS)])
 def test_preset_runs_at_tiny_scale_and_draws(tiny, name):
     ds, paths = tiny(name)
-    dims = tuple(d for d in ds["train_loss"].dims)
+    dims = tuple(d for d in ds["crossing" if "crossing" in ds else "train_loss"].dims)
     assert dims == EXPECTED_DIMS[name]
     spec = json.loads(ds.attrs["sweep"])
     assert len(paths) == len(spec["figure"]) >= 1
