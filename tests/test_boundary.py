@@ -190,3 +190,53 @@ def test_a_folder_of_another_search_is_refused(tmp_path):
     (out / "other.txt").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
         twolayer.boundary(TINY, out, shard_size=4)
+
+
+def _points_dataset(slopes, noise=0.0):
+    """A boundary Dataset by hand: crossing = 2 x^slope per hue, intervals +-5 %."""
+    import xarray as xr
+
+    x = np.array([100, 1000, 10000, 100000])
+    hue = np.array([1.0, 0.01])
+    c = 2.0 * x[None, :] ** np.asarray(slopes)[:, None]
+    c = c * np.exp(noise * np.random.default_rng(0).standard_normal(c.shape))
+    flag = np.full(c.shape, "ok")
+    flag[1, 0] = "never_crossed"
+    return xr.Dataset({"crossing": (("kappa", "input_dim"), c),
+                       "ci_lo": (("kappa", "input_dim"), c * 0.95),
+                       "ci_hi": (("kappa", "input_dim"), c * 1.05),
+                       "lo": (("kappa", "input_dim"), c * 0.99),
+                       "hi": (("kappa", "input_dim"), c * 1.01),
+                       "rounds": (("kappa", "input_dim"), np.full(c.shape, 6)),
+                       "runs": (("kappa", "input_dim"), np.full(c.shape, 90)),
+                       "level": (("kappa", "input_dim"), np.full(c.shape, 0.3)),
+                       "flag": (("kappa", "input_dim"), flag)},
+                      coords={"kappa": hue, "input_dim": x},
+                      attrs={"boundary_axis": "signal_norm", "boundary_var": "test_error",
+                             "title": "hand-made"})
+
+
+def test_fitted_exponents_and_their_intervals():
+    fit = boundary.fit_exponent(_points_dataset([0.25, 0.5]), "input_dim")
+    np.testing.assert_allclose(fit.slope.values, [0.25, 0.5], atol=1e-12)
+    assert list(fit.points.values) == [4, 3]  # the flagged point is left out
+    # +-5 % per point over three decades: an interval of about +-0.03 around the slope
+    assert ((fit.slope_lo < fit.slope) & (fit.slope < fit.slope_hi)).all()
+    assert (fit.slope_hi - fit.slope_lo < 0.08).all() and (fit.slope_hi - fit.slope_lo > 0.01).all()
+    text = boundary.fit_table(_points_dataset([0.25, 0.5]), "input_dim")
+    assert "0.250" in text and "0.500" in text and text.count("\n") == 3
+
+
+def test_boundary_figure_draws_points_fits_and_reference_slopes(tmp_path):
+    from twolayer import plots
+
+    ds = _points_dataset([0.25, 0.5], noise=0.02)
+    fig = plots.figure(ds, {"kind": "boundary", "x": "input_dim", "hue": "kappa",
+                            "slopes": [{"label": "Kou", "slope": 0.25}]})
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(lab.startswith("kappa = 1: fit 0.2") for lab in labels)
+    assert any("1 flagged" in lab for lab in labels) and any(lab.startswith("Kou: 0.25") for lab in labels)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="need a hue or a panel"):
+        plots.figure(ds, {"kind": "boundary", "x": "input_dim"})

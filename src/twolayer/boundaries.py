@@ -596,14 +596,16 @@ def fit_exponent(ds: xr.Dataset, x: str, n_boot: int = 2000) -> xr.Dataset:
         q = np.percentile(slopes, [2.5, 97.5])
         rows.append((slope, icept, q[0], q[1], int(ok.sum())))
     arr = np.asarray(rows, float)
-    coords = ({k: v for k, v in stacked["_other"].coords.items() if k != "_other"}
-              if others else {})
     out = xr.Dataset({k: ("_other", arr[:, j]) for j, k in
-                      enumerate(("slope", "intercept", "slope_lo", "slope_hi", "points"))},
-                     coords=coords)
+                      enumerate(("slope", "intercept", "slope_lo", "slope_hi", "points"))})
     out["points"] = out["points"].astype(int)
-    if others:
-        out = out.assign_coords(_other=stacked["_other"]).unstack("_other")
+    if len(others) > 1:
+        index = stacked.indexes["_other"]
+        out = out.assign_coords(xr.Coordinates.from_pandas_multiindex(index, "_other"))
+        out = out.unstack("_other")
+    elif others:
+        out = out.rename({"_other": others[0]}).assign_coords(
+            {others[0]: ds[others[0]].values})
     else:
         out = out.isel(_other=0)
     out.attrs = {"x": x, "y": f"crossing of {ds.attrs.get('boundary_axis', '?')}"}
