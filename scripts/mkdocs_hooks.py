@@ -173,14 +173,25 @@ def family_variables(files=None) -> str:
 
 @functools.lru_cache(maxsize=None)
 def preset_table() -> str:
-    from twolayer import presets, sweeps
+    from twolayer import boundaries, presets, sweeps
 
     rows = []
     for name in presets.names():
-        spec = sweeps.load_spec(name, scale="full")
-        runs = math.prod(len(axis.values) for axis in spec.axes)
+        if boundaries.is_boundary_spec(name):  # a boundary search: points x seeds x probes
+            bspec = boundaries.load(name, scale="full")
+            spec, search = bspec.sweep, bspec.search
+            points = math.prod(len(a.values) for a in spec.axes if a.dim != search.seeds)
+            seeds = math.prod(len(a.values) for a in spec.axes if a.dim == search.seeds)
+            lo, hi = search.bracket
+            step = (hi / lo) ** (1 / (search.coarse - 1)) if search.log else (hi - lo) / (search.coarse - 1)
+            most = search.coarse + min(search.max_rounds, search.rounds_needed(lo, lo * step)
+                                       if search.log else search.rounds_needed(0.0, step))
+            runs_text = f"at most {points * seeds * most:,} ({points} boundary points)"
+        else:
+            spec = sweeps.load_spec(name, scale="full")
+            runs_text = f"{math.prod(len(axis.values) for axis in spec.axes):,}"
         first = " ".join(spec.description.split()).split(". ")[0].rstrip(".")
-        rows.append((f"[`{name}`](gallery.md#{name})", f"`{spec.family}`", f"{runs:,}",
+        rows.append((f"[`{name}`](gallery.md#{name})", f"`{spec.family}`", runs_text,
                      first + "."))
     return _table(("preset", "family", "runs at full scale", "what it shows"), rows)
 

@@ -240,3 +240,22 @@ def test_boundary_figure_draws_points_fits_and_reference_slopes(tmp_path):
     assert ax.get_xscale() == ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="need a hue or a panel"):
         plots.figure(ds, {"kind": "boundary", "x": "input_dim"})
+
+
+@pytest.mark.parametrize("table, message", [
+    ('bracket = [0.0, 1.0]\ntolerance = 0.1', "needs 'axis'"),
+    ('axis = "signal_norm"\nbracket = [0.0, 1.0]\ntolerance = -1', "'tolerance' must be"),
+])
+def test_cli_bad_boundary_spec_is_one_line_exit_2(tmp_path, capsys, table, message):
+    from twolayer import cli
+
+    spec = tmp_path / "b.toml"
+    spec.write_text(f'name = "b"\nfamily = "patch_cnn"\n[axes]\nseed = [0]\n[boundary]\n{table}\n')
+    assert cli.main(["boundary", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    # a plain sweep spec is not a boundary search
+    spec.write_text('name = "b"\nfamily = "patch_cnn"\n[axes]\nseed = [0]\n')
+    assert cli.main(["boundary", str(spec), "--out", str(tmp_path / "out")]) == 2
+    assert "no [boundary] table" in capsys.readouterr().err

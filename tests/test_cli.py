@@ -94,7 +94,7 @@ def test_jax_imported_first_keeps_its_xla_flags():
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["presets"], ["sweep", "--help"],
-                                  ["reproduce", "--help"], ["plot", "--help"],
+                                  ["reproduce", "--help"], ["boundary", "--help"], ["plot", "--help"],
                                   ["info", "--help"]])
 def test_help_version_presets_import_no_jax(args):
     code = ("import sys\nfrom twolayer import cli\n"

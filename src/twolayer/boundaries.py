@@ -406,8 +406,12 @@ def _run_round(rspec, folder: Path, ex, shard_size: int, state_every: float, log
 
 
 def _spec_hash(spec: BoundarySpec) -> str:
-    return hashlib.sha256(json.dumps({"spec": spec.raw, "scale": spec.sweep.scale},
-                                     sort_keys=True, default=str).encode()).hexdigest()[:20]
+    """What decides the runs: family, settings, axes and the search (not the figures, the
+    description or other scales' overrides)."""
+    what = {"family": spec.sweep.family, "base": spec.sweep.base, "train": spec.sweep.train,
+            "axes": [[a.names, a.values] for a in spec.sweep.axes],
+            "search": dataclasses.asdict(spec.search)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _check_out(out: Path, spec: BoundarySpec) -> None:

@@ -158,6 +158,9 @@ def load_spec(source, scale: str = "full") -> Spec:
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"malformed TOML in {path}: {err}") from None
         origin = str(path)
+    if "boundary" in raw:
+        raise ConfigError(f"{origin} has a [boundary] table: run it with 'twolayer boundary' "
+                          f"(twolayer.boundary), not as a sweep")
     for key in raw:
         if key not in TOP_KEYS:
             raise ConfigError(f"unknown key '{key}' in {origin}{suggest(key, TOP_KEYS)}; "
