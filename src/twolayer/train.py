@@ -59,12 +59,15 @@ def checkpoint_steps(max_steps: int, n: int) -> np.ndarray:
     n = min(n, max_steps + 1)
     if n <= 2:
         return np.array([0, max_steps], dtype=np.int64)
+    if n == max_steps + 1:  # every step (what the search below ends with, found at once)
+        return np.arange(max_steps + 1, dtype=np.int64)
     k = n - 1
     while True:
         grid = np.unique(np.round(np.logspace(0, math.log10(max_steps), k)).astype(np.int64))
         if len(grid) >= n - 1 or k > 100 * n:
             break
-        k += 1
+        # one more point at a time (typical grids need k < 7 n), then doubling: bounded
+        k = k + 1 if k < 8 * n else 2 * k
     if len(grid) > n - 1:  # keep the ends, thin the dense start evenly
         keep = np.unique(np.round(np.linspace(0, len(grid) - 1, n - 1)).astype(int))
         grid = grid[keep]
