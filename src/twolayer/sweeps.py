@@ -255,8 +255,9 @@ def load_spec(source, scale: str = "full", *, max_memory=None) -> Spec:
     if not isinstance(scale, str):
         raise ConfigError(f"'scale' must be a string, got {scale!r}")
     raw = _merge_scale(raw, scale)
-    name = raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")
-    check_name("the sweep's 'name'", name)
+    sweep_name = raw.get("name", Path(str(source)).stem if not isinstance(source, dict)
+                         else "sweep")
+    check_name("the sweep's 'name'", sweep_name)
     if not isinstance(raw.get("family", ""), str):
         raise ConfigError(f"'family' must be a string, got {raw['family']!r}")
     family = get_family(raw.get("family", "single_neuron"))
@@ -308,7 +309,7 @@ def load_spec(source, scale: str = "full", *, max_memory=None) -> Spec:
 
     plots.check_figures(family, [a.dim for a in axes] + [n for a in axes for n in a.names[1:]],
                         raw.get("figure"))
-    return Spec(name=name, family=family.name, base=dict(raw.get("base", {})),
+    return Spec(name=sweep_name, family=family.name, base=dict(raw.get("base", {})),
                 train=dict(raw.get("train", {})), axes=tuple(axes),
                 description=raw.get("description", ""),
                 scale=scale, raw=raw)
@@ -418,7 +419,10 @@ def plan(spec: Spec, shard_size: int = 512, folder=None, previous: dict | None =
                 finished.setdefault(run_key(config), (key, pos))
     kept = [entry.get("run_keys") for entry in (previous or {}).get("shards", [])
             if isinstance(entry, dict) and isinstance(entry.get("run_keys"), list)]
-    train, sources, descs, reused, total = [], {}, {}, 0, 0
+    train, sources, reused, total = [], {}, 0, 0
+    descs = {e["key"]: e["desc"] for e in (previous or {}).get("shards", [])
+             if isinstance(e, dict) and isinstance(e.get("key"), str)
+             and isinstance(e.get("desc"), str)}
     for members in groups:
         missing = []
         for coords, cfg in members:

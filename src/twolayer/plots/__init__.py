@@ -88,6 +88,9 @@ def draw_all(ds, folder) -> list[Path]:
     specs = sweep_spec(ds).get("figure") or default_specs(ds)
     if isinstance(specs, dict):
         specs = [specs]
+    fam = family_of(ds)
+    if fam is not None:  # a result written before figures were checked with its sweep
+        check_figures(fam, list(ds.dims), specs)
     paths = []
     for i, spec in enumerate(specs):
         # a name, never a path: figures are written inside the folder only
