@@ -150,7 +150,7 @@ TINY = {"name": "tiny-boundary", "family": "patch_cnn",
                      "tolerance": 0.4}}
 
 
-def test_tiny_real_search_resumes_and_agrees_with_the_grid(tmp_path):
+def test_tiny_real_search_resumes_without_training(tmp_path):
     out = tmp_path / "b"
     ds = twolayer.boundary(TINY, out, shard_size=4)
     assert list(ds.flag.values) == ["ok", "ok"]
@@ -170,6 +170,11 @@ def test_tiny_real_search_resumes_and_agrees_with_the_grid(tmp_path):
     third = twolayer.boundary(TINY, out, shard_size=4, log=lines.append)
     assert sum("skipped" in line for line in lines) >= 3
     np.testing.assert_array_equal(third.crossing.values, ds.crossing.values)
+
+
+@pytest.mark.slow  # the grid: 68 more runs
+def test_tiny_real_search_agrees_with_the_grid():
+    ds = twolayer.boundary(TINY, shard_size=4)
     # the full grid at the same settings (the same seeds: the same runs at equal values):
     # its crossing (first grid pair around the level, interpolated) within one grid step
     grid = dict(TINY, axes={"input_dim": [100, 120],

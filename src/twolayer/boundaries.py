@@ -390,19 +390,26 @@ def _round_spec(spec: BoundarySpec, k: int, probes: list[list[float]], points: l
 
 
 def _run_round(rspec, folder: Path, ex, shard_size: int, state_every: float, log) -> list:
-    """Train (or read back) one round's shards; per run: (coords, final metric values)."""
+    """Train (or read back) one round's shards, as ``sweeps.run`` does without merging
+    (a round's probe values may repeat across points): the runs' Datasets (dim ``run``)."""
     from . import store, sweeps
 
-    todo = sweeps.shards(rspec, shard_size)
-    sweeps._check_groups(rspec.family, todo)
-    sid = sweeps.sweep_id(rspec, todo)
-    store.check_folder(folder, sid)
+    held = store.check_folder(folder)
+    meta = store.read_meta(folder) if held == "sweep" else None
+    todo = sweeps.plan(rspec, shard_size, folder, meta)
+    sweeps._check_groups(rspec.family, todo.train)
     if ex.name != "local":
-        sweeps._check_portable(todo)
+        sweeps._check_portable(todo.train)
     task = sweeps.ShardTask(rspec.family, None, state_every, False)
-    with store.open_sweep(folder, rspec, sid, todo) as f:
+
+    def check(now):  # a round folder holds this round or nothing (its contents are derived)
+        if now == "run":
+            raise ConfigError(f"{folder} holds a single run, not a boundary round")
+
+    with store.open_folder(folder, check) as f:
+        store.write_meta(f, sweeps._manifest(rspec, todo))
         task = dataclasses.replace(task, folder=str(f))
-        return sweeps._train(ex, task, todo, f, log)
+        return sweeps._assemble(todo, sweeps._train(ex, task, todo, f, log))
 
 
 def _spec_hash(spec: BoundarySpec) -> str:
