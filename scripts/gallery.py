@@ -80,7 +80,8 @@ def run_preset(preset: str, scale: str, out: Path) -> dict:
     if code:
         raise SystemExit(f"gallery: '{' '.join(cmd)}' failed with exit code {code}")
     # the commit the run recorded in its own provenance (with "-dirty" for local changes)
-    commit = store.info(out)["provenance"]["git_commit"]
+    commit = (store.load(out).attrs.get("git_commit", "unknown") if (out / "boundary.json").exists()
+              else store.info(out)["provenance"]["git_commit"])
     return {"command": " ".join(cmd), "wall_s": round(wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "max_rss_mb": round(usage.ru_maxrss / 1024), "load_before": round(load, 2),
