@@ -96,7 +96,8 @@ def _plain_ticks(ax):
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")
-    for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+    # minor labels: on y below 1.2 decades; on x (wider labels side by side) below 0.5
+    for axis, lim, most in ((ax.xaxis, ax.get_xlim(), 0.5), (ax.yaxis, ax.get_ylim(), 1.2)):
         axis.set_major_formatter(plain)
-        small = lim[0] > 0 and np.log10(lim[1] / lim[0]) < 1.2
+        small = lim[0] > 0 and np.log10(lim[1] / lim[0]) < most
         axis.set_minor_formatter(plain if small else NullFormatter())
