@@ -123,6 +123,8 @@ def test_interval_from_the_seeds_holds_the_truth_and_the_bracket():
     ({"axis": "signal_norm", "bracket": [0, 1], "tolerance": 0.1, "tolerence": 1}, "did you mean"),
     ({"axis": "width", "bracket": [1, 8], "tolerance": 1}, "batched numeric"),
     ({"axis": "signal_nrom", "bracket": [0, 1], "tolerance": 0.1}, "not a setting"),
+    ({"axis": "signal_norm", "bracket": [0, 1], "tolerance": 0.1, "var": "test_eror"},
+     "did you mean 'test_error'"),
 ])
 def test_bad_boundary_fields_are_one_line_config_errors(table, message):
     spec = {"name": "b", "family": "patch_cnn", "axes": {"seed": [0]}, "boundary": table}

@@ -353,7 +353,13 @@ def load(source, scale: str = "full") -> BoundarySpec:
         if isinstance(other, dict):
             other.pop("boundary", None)
     sweep = sweeps.load_spec(raw, scale)
-    search = parse(table, get_family(sweep.family))
+    family = get_family(sweep.family)
+    search = parse(table, family)
+    scalars = [v.name for v in family.variables if not v.dims]
+    if search.var not in scalars:
+        raise ConfigError(f"[boundary] var '{search.var}' is not a recorded scalar of family "
+                          f"'{family.name}'{suggest(search.var, scalars)}; allowed: "
+                          f"{', '.join(scalars)}")
     names = {n for a in sweep.axes for n in a.names}
     if search.axis in names or search.axis in sweep.base or search.axis in sweep.train:
         raise ConfigError(f"[boundary] axis '{search.axis}' is searched: remove it from "
@@ -469,8 +475,10 @@ def run(source, out=None, *, scale: str = "full", shard_size: int = 512, executo
             n_runs = sum(map(len, probes)) * len(seed_vals)
             log(f"boundary round {k}: {sum(1 for p in probes if p)} points, {n_runs} runs")
             if out is None:
-                from .sweeps import run_shard, shards
-                parts = [run_shard(s, rspec.family) for s in shards(rspec, shard_size)]
+                from . import sweeps
+                todo = sweeps.plan(rspec, shard_size)
+                task = sweeps.ShardTask(rspec.family, None, state_every, False)
+                parts = sweeps._assemble(todo, sweeps._train(ex, task, todo, None, log))
             else:
                 parts = _run_round(rspec, out / "rounds" / str(k), ex, shard_size,
                                    state_every, log)
