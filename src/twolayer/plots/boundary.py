@@ -37,7 +37,7 @@ def boundary(ds, spec: dict):
         raise ValueError(f"figure kind 'boundary': dims {', '.join(rest)} need a hue or a panel")
     panels = list(ds[panel].values) if panel else [None]
     hues = list(ds[hue].values) if hue else [None]
-    fig, axes = _new(1, len(panels), w=4.6, h=3.9)
+    fig, axes = _new(1, len(panels), w=4.6, h=3.6 + 0.17 * (len(hues) + len(spec.get("slopes", []))))
     fit = fit_exponent(ds, x)
     colors = _colors(len(hues), "tab10")
     axis_name = ds.attrs.get("boundary_axis", "crossing")
@@ -61,11 +61,15 @@ def boundary(ds, spec: dict):
                     f"{name}: fit {float(f['slope']):.2f} "
                     f"[{float(f['slope_lo']):.2f}, {float(f['slope_hi']):.2f}]"
                     + (f", {bad} flagged" if bad else "")))
-                if anchor is None:
-                    mid = np.sqrt(grid[0] * grid[-1])
-                    anchor = (grid, mid, np.exp(float(f["intercept"])) * mid ** float(f["slope"]))
             else:
                 ax.plot([], [], "o", color=color, label=f"{name}: no fit ({bad} flagged)")
+            if ok.any():  # the reference lines go through the panel's points' middle
+                anchor = (anchor or []) + [(xs[ok], c[ok])]
+        if anchor:
+            ax_x = np.concatenate([a[0] for a in anchor])
+            ax_y = np.concatenate([a[1] for a in anchor])
+            grid = np.geomspace(ax_x.min(), ax_x.max(), 50)
+            anchor = (grid, np.exp(np.mean(np.log(ax_x))), np.exp(np.mean(np.log(ax_y))))
         styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
         for i, ref in enumerate(spec.get("slopes", [])):
             if anchor is None:
@@ -81,7 +85,7 @@ def boundary(ds, spec: dict):
         ax.set_ylabel(f"boundary {label(axis_name, ds)}")
         if panel:
             ax.set_title(f"{label(panel, ds)} = {_fmt(pv)}", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
         ax.grid(True, which="both", alpha=0.25)
     level = ds["level"].values
     lvl = (f"level {float(np.nanmean(level)):.3g}" if np.nanstd(level) < 1e-12
