@@ -63,7 +63,8 @@ STYLES = {"paper": PAPER,
 # axis labels of the engine's fields and dims in mathtext: a label, or a pair (label, short
 # symbol for legends and panel titles); a family adds its own (Family.labels)
 LABELS = {
-    "step": "step", "time": ("time $t$", "$t$"), "run": "run", "seed": "seed",
+    "step": "step", "time": ("time $t$", "$t$"), "run": "run",
+    "seed": ("initialization seed", "seed"),
     "data_seed": "data seed",
     "learning_rate": (r"learning rate $\eta$", r"$\eta$"),
     "adam_b1": (r"Adam $\beta_1$", r"$\beta_1$"), "adam_b2": (r"Adam $\beta_2$", r"$\beta_2$"),
@@ -151,7 +152,7 @@ def var_label(source, var: str) -> str:
     elif hasattr(source, "data_vars") and base in source and source[base].attrs.get("long_name"):
         text = _plain(source[base].attrs["long_name"])
     text = text or base.replace("_", " ")
-    return f"{text}, at the limit" if var.startswith("polished_") else text
+    return f"{text} at the limit" if var.startswith("polished_") else text
 
 
 def _plain(text: str) -> str:
@@ -192,6 +193,16 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return f"{v:g}"
     return str(v)
+
+
+def plural(names, source=None) -> str:
+    """Dims in a phrase such as "mean over seeds": their short symbols, "s" added to a
+    word."""
+    out = []
+    for d in names:
+        sym = symbol(d, source)
+        out.append(sym if sym.endswith("$") else f"{sym}s")
+    return ", ".join(out)
 
 
 def equals(name: str, value, source=None) -> str:
@@ -335,7 +346,7 @@ def check_spec(spec: dict, family=None) -> None:
         raise ConfigError(f"{where}: dpi must be a whole number from 50 to 2400, "
                           f"got {spec['dpi']!r}")
     size = spec.get("size")
-    ok = (size is None or size in WIDTHS or (isinstance(size, (int, float)) and size > 0) or
+    ok = (size is None or (isinstance(size, str) and size in WIDTHS) or (isinstance(size, (int, float)) and size > 0) or
           (isinstance(size, (list, tuple)) and len(size) == 2 and
            all(isinstance(s, (int, float)) and s > 0 for s in size)))
     if not ok or isinstance(size, bool):

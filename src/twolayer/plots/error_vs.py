@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import analysis
-from .common import (OKABE_ITO, _colors, _fmt, _new, _spacing, check_overlays, draw_overlays, equals,
+from .common import (plural, OKABE_ITO, _colors, _fmt, _new, _spacing, check_overlays, draw_overlays, equals,
                      finish, label, legend, log_ticks, setting, var_label, var_scale)
 
 
@@ -63,7 +63,7 @@ def error_vs(ds, spec: dict) -> Figure:
     if over:
         da = getattr(da, how)(over, skipna=True)
         bad = bad.any(over)
-        reduced = f"{how} over {', '.join(label(d, ds) + 's' for d in over)}"
+        reduced = f"{how} over {plural(over, ds)}"
     check_overlays(ds, spec)
     yscale = spec.get("yscale") or ("linear" if boolean else var_scale(ds, y, da.values))
     # a floor only means something on a log axis (e.g. the recovery threshold of an error
@@ -86,9 +86,9 @@ def error_vs(ds, spec: dict) -> Figure:
                      sharey=True)
     name = var_label(ds, y)
     if boolean and how == "mean" and over:
-        ylab, reduced = f"fraction {name}", f"of {', '.join(label(d, ds) + 's' for d in over)}"
+        ylab, reduced = f"fraction {name}", f"of {plural(over, ds)}"
     else:
-        ylab = f"final {name}" if not name.startswith("final") else name
+        ylab = name if y.startswith("polished_") else f"final {name}"
     ylab = f"{ylab}\n({reduced})" if reduced else ylab
     # a long label wrapped to about a panel's height (it overran the panel below it); a
     # line with mathtext is kept whole

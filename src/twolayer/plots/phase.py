@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 from .. import analysis
-from .common import (SEQUENTIAL, _colors, _new, check_overlays, draw_overlays, equals, finish,
+from .common import (plural, SEQUENTIAL, _colors, _new, check_overlays, draw_overlays, equals, finish,
                      label, legend, log_ticks, var_label, var_scale)
 
 
@@ -96,7 +96,7 @@ def heatmap(ds, spec: dict):
             legend(ax, spec, handles, [h.get_label() for h in handles], "lower right")
     for k in range(len(panels), rows * cols):
         axes[k // cols, k % cols].set_visible(False)
-    mean = f"\n(mean over {', '.join(label(d, ds) + 's' for d in extra)})" if extra else ""
+    mean = f"\n(mean over {plural(extra, ds)})" if extra else ""
     fig.colorbar(mesh, ax=axes.ravel().tolist(), label=f"final {var_label(ds, var)}{mean}",
                  shrink=0.9 if rows > 1 else 1.0)
     return finish(fig, spec, axes.ravel()[:len(panels)])
@@ -118,7 +118,7 @@ def curves(ds, spec: dict):
     cols = int(spec.get("cols", min(3, len(names))))
     rows = -(-len(names) // cols)
     fig, axes = _new(rows, cols, spec)
-    clock = analysis.checkpoint_dim(ds["train_loss"])
+    clock = analysis.checkpoint_dim(ds[names[0]])
     grid = ds[clock].values.astype(float)
     step = np.maximum(grid, grid[1] / 2 if len(grid) > 1 else 0.5)  # the start on a log axis
     colors = _colors(len(hues), spec.get("cmap"))

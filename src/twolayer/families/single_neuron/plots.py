@@ -2,6 +2,7 @@
 the figure of one run, and the overlay of its sample-size thresholds."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -156,8 +157,9 @@ def dynamics(ds, spec: dict) -> Figure:
                 ax.set_xlim(0, xmax)
                 ax.set_xlabel(label(clock, ds))
                 name = var_label(ds, var)
-                if var in ("a", "w", "b"):
-                    name = rf"$\mathrm{{sign}}(C_1)\,\times$ {name}"
+                math = re.findall(r"\$(.+?)\$", name)
+                if var in ("a", "w", "b") and math:  # the symbol of the declared label
+                    name = rf"$\mathrm{{sign}}(C_1)\, {math[-1]}$"
                 ax.set_title(name)
             else:
                 lo = float(np.nanmin(shifted.isel({clock: 0}).values)) if shifted is not None else 0
@@ -213,7 +215,7 @@ def endpoints(ds, spec: dict) -> Figure:
     fig.set_figheight(max(fig.get_figheight(), 2.9))
     ax = axes[0, 0]
     sc = ax.scatter(a1, a2, c=flat(ctil), vmin=0, vmax=1, s=12)
-    fig.colorbar(sc, ax=ax, label=label("imbalance", ds), location="top", shrink=0.8)
+    fig.colorbar(sc, ax=ax, label=label("imbalance", ds))
     lim = max(1.2 * target_a, np.nanmax(np.abs(np.r_[a1, a2])) * 1.1 if a1.size else 1.0)
     t = np.linspace(-lim, lim, 2)
     ax.plot(t, target_a - t, color=OKABE_ITO[1], lw=1,
@@ -226,7 +228,6 @@ def endpoints(ds, spec: dict) -> Figure:
     ax.axvline(0, color="k", lw=0.8, ls="--", label="Q2: $a_1 = 0$ or $a_2 = 0$")
     ax.axhline(0, color="k", lw=0.8, ls="--")
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="final $a_1$", ylabel="final $a_2$")
-    ax.legend(loc="lower left", fontsize=8)
     palette = {"Q1": OKABE_ITO[0], "Q2": OKABE_ITO[1], "converging": OKABE_ITO[2],
                "none": "0.6"}
     bflat = flat(br)
@@ -235,15 +236,14 @@ def endpoints(ds, spec: dict) -> Figure:
     rflat = flat(ratio)
     for name, color in palette.items():
         m = bflat == name
-        ax.scatter(xs[m], rflat[m], s=10, color=color, label=f"{name} ({m.sum()})")
+        ax.scatter(xs[m], rflat[m], s=10, color=color, label=f"{name}: {m.sum()} runs")
     ax.set_yscale("log")
     ax.axhline(1.0, color="k", lw=0.6, ls=":")
     tol = ", ".join(f"{k} {v:g}" for k, v in br.attrs.items() if k.endswith("_tol"))
     ax.set(xlabel=label(x, ds) if x else "run", ylabel=r"$|C_1/C_2|$")
     log_ticks(ax, "y")
     tol = tol.replace("a_tol", "$a$ tol.").replace("match_tol", "match tol.")
-    ax.set_title(f"branch reached ({tol})" if tol else "branch reached")
-    ax.legend(title="branch (runs)")
+    branches = ax.get_legend_handles_labels()
     ax = axes[0, 2]
     w = analysis.final(ds[f"{pre}w"]).isel(input=0)
     for name, color in palette.items():
@@ -251,7 +251,11 @@ def endpoints(ds, spec: dict) -> Figure:
         ax.scatter(flat(w.isel(neuron=0))[m], flat(w.isel(neuron=1))[m], s=10, color=color,
                    label=name)
     ax.set(xlabel="final $w_1$", ylabel="final $w_2$")
-    ax.legend(title="branch")
+    # one legend under the panels: the lines of the first, the branches (runs) of the others
+    lines = axes[0, 0].get_legend_handles_labels()
+    legend(fig, spec, lines[0] + branches[0], lines[1] + branches[1],
+           "outside lower center", ncols=4,
+           title=f"middle and right: the branch reached ({tol})" if tol else None)
     if at == "polished":
         for ax in axes.flat:
             for get, put in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
@@ -288,7 +292,7 @@ def neuron_sizes(ds, spec: dict) -> Figure:
     others = {d: 0 for d in size.dims if d not in (x, "neuron")}
     size, c = size.isel(others), c.isel(others)
     has_f = "f_grid" in ds and "x_grid" in ds.coords
-    fig, axes = _new(1, 2 if has_f else 1, spec)
+    fig, axes = _new(1, 2 if has_f else 1, spec, legend_right=has_f)
     fig.set_figheight(max(fig.get_figheight(), 2.6))
     ax = axes[0, 0]
     xv = np.broadcast_to(np.asarray(ds[x].values, float)[:, None], size.transpose(x, "neuron").shape)
@@ -304,6 +308,13 @@ def neuron_sizes(ds, spec: dict) -> Figure:
     ax.set(xscale="log", yscale="log", xlabel=label(x, ds),
            ylabel="final " + var_label(ds, "neuron_size"))
     log_ticks(ax)
+    widths = np.asarray(ds[x].values, float)
+    if len(widths) <= 10:  # every value a tick (e.g. the widths 2, 3, 10, ...)
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xticks(widths)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if has_f:
         ax = axes[0, 1]
         f = ds["f_grid"].isel({d: 0 for d in ds["f_grid"].dims if d not in (x, "x_grid")})
@@ -319,7 +330,8 @@ def neuron_sizes(ds, spec: dict) -> Figure:
             ax.plot(xt, _module_target(cfg, xt), "o", color=OKABE_ITO[1], ms=4,
                     label="training points")
         ax.set(xlabel="$x$", ylabel=var_label(ds, "f_grid"))
-        ax.legend(ncols=2 if len(vals) > 4 else 1)
+        h, t = ax.get_legend_handles_labels()
+        legend(fig, spec, h, t, "outside right")
     return finish(fig, spec)
 
 
