@@ -18,6 +18,7 @@ from cycler import cycler
 from matplotlib import colors as mcolors
 from matplotlib import style as mstyle
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation
 
 from .. import analysis
 from ..config import ConfigError
@@ -259,10 +260,24 @@ def finish(fig, spec: dict, axes=None, xlabel: str | None = None, ylabel: str | 
     return fig
 
 
+class _FewLogLabels(LogFormatterSciNotation):
+    """Minor tick labels of a log axis only where the view spans under about a decade and a
+    third, and then only at 2 and 5 times a power of ten (matplotlib's default labels 2, 3,
+    4 and 6 too, which overlap on a narrow axis)."""
+
+    def __init__(self):
+        super().__init__(labelOnlyBase=False, minor_thresholds=(1.3, 0.0))
+
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        if self._sublabels != {1}:
+            self._sublabels = {1, 2, 5}
+
+
 def log_ticks(ax, which: str = "both"):
-    """Fewer, non-overlapping labels on a log axis: a major tick per decade (at most six
-    labelled), minor ticks unlabelled."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    """Fewer, non-overlapping labels on a log axis: a major tick per decade (at most about
+    six labelled), minor ticks labelled only on an axis of about a decade (at 2 and 5)."""
+    from matplotlib.ticker import LogLocator
 
     for name in ("x", "y") if which == "both" else (which,):
         axis = getattr(ax, f"{name}axis")
@@ -270,7 +285,7 @@ def log_ticks(ax, which: str = "both"):
             continue
         axis.set_major_locator(LogLocator(base=10, numticks=6))
         axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
-        axis.set_minor_formatter(NullFormatter())
+        axis.set_minor_formatter(_FewLogLabels())
 
 
 def _spacing(xs) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 from .. import analysis
-from .common import (plural, SEQUENTIAL, _colors, _new, check_overlays, draw_overlays, equals, finish,
+from .common import (plural, SEQUENTIAL, _colors, _fmt, _new, check_overlays, draw_overlays, equals, finish,
                      label, legend, log_ticks, var_label, var_scale)
 
 
@@ -86,14 +86,18 @@ def heatmap(ds, spec: dict):
         handles = draw_overlays(ax, ds, spec, {pn: pv} if pn else {})
         ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear")
         log_ticks(ax)
+        for axis, vals in ((ax.xaxis, xs), (ax.yaxis, ys)):
+            if len(vals) <= 6:  # a few cells: a tick at each value, none between
+                axis.set_ticks(vals, [_fmt(v) for v in vals])
+                axis.set_ticks([], minor=True)
         if k >= len(panels) - cols:
             ax.set_xlabel(label(xn, ds))
         if k % cols == 0:
             ax.set_ylabel(label(yn, ds))
         if pn:
             ax.set_title(equals(pn, pv, ds))
-        if handles and k == 0:
-            legend(ax, spec, handles, [h.get_label() for h in handles], "lower right")
+        if handles and k == 0:  # the same curves on every panel: one legend, under them
+            legend(fig, spec, handles, [h.get_label() for h in handles], "outside bottom")
     for k in range(len(panels), rows * cols):
         axes[k // cols, k % cols].set_visible(False)
     mean = f"\n(mean over {plural(extra, ds)})" if extra else ""

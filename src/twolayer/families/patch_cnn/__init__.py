@@ -19,7 +19,7 @@ VARIABLES = (
     Variable("weight_norm", "|W| (per bank)", ("bank",), label=r"$\|W\|$ (per bank)"),
     Variable("output_norm", "|v| (per bank)", ("bank",), label=r"$\|v\|$ (per bank)"),
     Variable("signal_learning", "signal learning max <w, j mu>", ("bank",),
-             label=r"signal learning $\max_r \langle w_{j,r}, j\mu\rangle$"),
+             label=r"signal learning $\max\, \langle w_{j,r}, j\mu\rangle$"),
     Variable("signal_learning_mean", "signal learning mean <w, j mu>", ("bank",),
              label=r"signal learning $\mathrm{mean}_r \langle w_{j,r}, j\mu\rangle$"),
     Variable("noise_memorization", "noise memorization max <w_y, xi>",
