@@ -361,7 +361,8 @@ def check_spec(spec: dict, family=None) -> None:
         raise ConfigError(f"{where}: dpi must be a whole number from 50 to 2400, "
                           f"got {spec['dpi']!r}")
     size = spec.get("size")
-    ok = (size is None or (isinstance(size, str) and size in WIDTHS) or (isinstance(size, (int, float)) and size > 0) or
+    ok = (size is None or (isinstance(size, str) and size in WIDTHS) or
+          (isinstance(size, (int, float)) and size > 0) or
           (isinstance(size, (list, tuple)) and len(size) == 2 and
            all(isinstance(s, (int, float)) and s > 0 for s in size)))
     if not ok or isinstance(size, bool):

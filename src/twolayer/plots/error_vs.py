@@ -7,8 +7,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import analysis
-from .common import (plural, OKABE_ITO, _colors, _fmt, _new, _spacing, check_overlays, draw_overlays, equals,
-                     finish, label, legend, log_ticks, setting, var_label, var_scale)
+from .common import (OKABE_ITO, _colors, _fmt, _new, _spacing, check_overlays, draw_overlays,
+                     equals, finish, label, legend, log_ticks, plural, setting, var_label,
+                     var_scale)
 
 
 def clip_of(ds, spec: dict):

@@ -23,8 +23,8 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 from .. import analysis
-from .common import (plural, SEQUENTIAL, _colors, _fmt, _new, check_overlays, draw_overlays, equals, finish,
-                     label, legend, log_ticks, var_label, var_scale)
+from .common import (SEQUENTIAL, _colors, _fmt, _new, check_overlays, draw_overlays, equals,
+                     finish, label, legend, log_ticks, plural, var_label, var_scale)
 
 
 def _is_log(values) -> bool:
@@ -69,7 +69,8 @@ def heatmap(ds, spec: dict):
     panels = list(ds[pn].values) if pn else [None]
     cols = int(spec.get("cols", min(3, len(panels))))
     rows = -(-len(panels) // cols)
-    fig, axes = _new(rows, cols, spec, legend_right=cols == 1)
+    # one panel: a column and a quarter, tall enough for its colour bar and a legend below
+    fig, axes = _new(rows, cols, {"size": [4.2, 3.2], **spec} if len(panels) == 1 else spec)
     vmin = spec.get("vmin", float(np.nanmin(da.values)))
     vmax = spec.get("vmax", float(np.nanmax(da.values)))
     norm = mcolors.Normalize(vmin, vmax)
@@ -136,7 +137,8 @@ def curves(ds, spec: dict):
             rest = [d for d in sub.dims if d != clock]
             if not hue and rest and all(ds.sizes[d] <= 64 for d in rest):
                 lines = sub.transpose(clock, *rest).values.reshape(len(step), -1)
-                ax.plot(step, lines, color=c, lw=0.6, alpha=0.6)
+                one = lines.shape[1] == 1
+                ax.plot(step, lines, color=c, lw=None if one else 0.6, alpha=1 if one else 0.6)
                 continue
             mean = sub.mean(rest).values if rest else sub.values
             ax.plot(step, mean, color=c, label=equals(hue, hv, ds) if hue else None)

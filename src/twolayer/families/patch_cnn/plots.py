@@ -41,8 +41,9 @@ def _scalar(ds, name, where: dict, default=None):
 
 def condition(ax, ds, spec, options, where) -> list:
     """Overlay ``condition`` (on a ``heatmap``): the curve Q = C of a benign-overfitting
-    condition, black with a white edge (seen on every colour of the map): ``options`` ``condition`` (a key of ``theory.CONDITIONS``: solid
-    "kou", dashed "cao", dotted "small_init"; default "kou") and ``constant`` C (default 1).
+    condition, black with a white edge (seen on every colour of the map): ``options``
+    ``condition`` (a key of ``theory.CONDITIONS``: solid "kou", dashed "cao", dotted
+    "small_init"; default "kou") and ``constant`` C (default 1).
     Q is computed by ``theory.benign_quantity`` from the figure's ``x`` and ``y`` and the
     panel's other settings (``n_train``, ``input_dim``, ``noise_std``, ``relu_power``, the
     signal as ``signal_norm`` or ``snr``: a panel value, else a value shared by every
