@@ -82,7 +82,9 @@ def error_vs(ds, spec: dict) -> Figure:
     colors = _colors(len(hues))
     ncols = len(panels) if len(panels) <= 3 else 3
     nrows = -(-len(panels) // ncols)
-    loc = spec.get("legend", "outside right")
+    # the legend: in an empty panel slot when there is one, else beside the panels
+    spare = nrows * ncols > len(panels)
+    loc = spec.get("legend", "spare" if spare else "outside right")
     fig, axes = _new(nrows, ncols, spec, legend_right=loc.startswith("outside right"),
                      sharey=True)
     name = var_label(ds, y)
@@ -181,5 +183,11 @@ def error_vs(ds, spec: dict) -> Figure:
     for h in overlaid:
         if not h.get_label().startswith("_"):
             entries.setdefault(h.get_label(), h)
-    legend(fig, spec, list(entries.values()), list(entries), "outside right")
+    if loc == "spare":
+        slot = axes.flat[len(panels)]
+        slot.set_visible(True)
+        slot.set_axis_off()
+        slot.legend(list(entries.values()), list(entries), loc="center")
+    else:
+        legend(fig, spec, list(entries.values()), list(entries), loc)
     return finish(fig, spec, axes.flat[:len(panels)])
