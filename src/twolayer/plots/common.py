@@ -179,20 +179,20 @@ def var_scale(source, var: str, values=None) -> str:
     return "linear"
 
 
-def _fmt(v) -> str:
+def _fmt(v, digits: int = 4) -> str:
     """A coordinate value for a legend or panel title: mathtext powers of ten for very small
     or large floats (``$10^{-20}$``, ``$2\\times10^{-4}$``)."""
     v = v.item() if hasattr(v, "item") else v
     if isinstance(v, (float, np.floating)) and v != 0 and np.isfinite(v) and \
             (abs(v) < 1e-3 or abs(v) >= 1e5):
-        mant, exp = f"{v:.2e}".split("e")
+        mant, exp = f"{v:.{max(digits - 2, 1)}e}".split("e")
         mant = mant.rstrip("0").rstrip(".")
         power = f"10^{{{int(exp)}}}"
         if mant in ("1", "-1"):
             return f"${mant[:-1]}{power}$"
         return f"${mant}\\times{power}$"
     if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
+        return f"{v:.{digits}g}"
     return str(v)
 
 

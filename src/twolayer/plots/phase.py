@@ -70,7 +70,8 @@ def heatmap(ds, spec: dict):
     cols = int(spec.get("cols", min(3, len(panels))))
     rows = -(-len(panels) // cols)
     # one panel: a column and a quarter, tall enough for its colour bar and a legend below
-    fig, axes = _new(rows, cols, {"size": [4.2, 3.2], **spec} if len(panels) == 1 else spec)
+    fig, axes = _new(rows, cols, {"size": [4.2, 3.2], **spec} if len(panels) == 1 else spec,
+                     sharex=True, sharey=True)
     vmin = spec.get("vmin", float(np.nanmin(da.values)))
     vmax = spec.get("vmax", float(np.nanmax(da.values)))
     norm = mcolors.Normalize(vmin, vmax)
@@ -89,7 +90,7 @@ def heatmap(ds, spec: dict):
         log_ticks(ax)
         for axis, vals in ((ax.xaxis, xs), (ax.yaxis, ys)):
             if len(vals) <= 6:  # a few cells: a tick at each value, none between
-                axis.set_ticks(vals, [_fmt(v) for v in vals])
+                axis.set_ticks(vals, [_fmt(v, 2) for v in vals])
                 axis.set_ticks([], minor=True)
         if k >= len(panels) - cols:
             ax.set_xlabel(label(xn, ds))

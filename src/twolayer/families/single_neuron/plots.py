@@ -340,7 +340,7 @@ def run_figure(ds) -> Figure:
     """One run (no swept dims): losses against the step, and the parameters (or the neuron
     sizes, for wide networks) against the step; log-spaced checkpoints on a log x axis.
     """
-    fig, axes = _new(1, 2, {})
+    fig, axes = _new(1, 2, {}, legend_right=True)
     clock = analysis.checkpoint_dim(ds["train_loss"])
     grid = ds[clock].values.astype(float)
     step = np.maximum(grid, grid[1] / 2 if len(grid) > 1 else 0.5)  # the start on a log axis
@@ -359,7 +359,8 @@ def run_figure(ds) -> Figure:
     ax.set(xscale="log", xlabel=label(clock, ds), ylabel="parameters" if names[0] != "neuron_size"
            else var_label(ds, "neuron_size"))
     log_ticks(ax)
-    ax.legend(ncols=2)
+    h, t = ax.get_legend_handles_labels()
+    legend(fig, {}, h, t, "outside right", ncols=2 if len(t) > 8 else 1)
     return fig
 
 
