@@ -104,7 +104,7 @@ def test_paper_style_fonts_and_no_suptitle(tmp_path):
                  {"kind": "error_vs", "x": "init_scale", "panel": "n_train"},
                  {"kind": "curves", "hue": "init_scale", "vars": ["test_error"]}):
         fig = plots.figure(ds, spec)
-        assert fig._suptitle is None
+        assert fig.get_suptitle() == ""
         texts = _texts(fig)
         assert len(texts) > 3
         assert min(t.get_fontsize() for t in texts) >= 8, spec
@@ -116,7 +116,7 @@ def test_paper_style_fonts_and_no_suptitle(tmp_path):
         assert colors <= set(common.OKABE_ITO) and (colors or "hue" not in spec), colors
     # a title only when asked
     fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "title": "Figure 4"})
-    assert fig._suptitle.get_text() == "Figure 4"
+    assert fig.get_suptitle() == "Figure 4"
     # the talk style is larger
     fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "style": "talk"})
     assert min(t.get_fontsize() for t in _texts(fig)) >= 11
@@ -242,7 +242,7 @@ def test_heatmap_has_one_title_and_names_the_variable_on_the_colour_bar():
     ds = with_settings(ds, {"family": "patch_cnn", "base": {"n_train": 20}})
     fig = plots.figure(ds, {"kind": "heatmap", "x": "input_dim", "y": "snr"})
     ax, cbar = fig.axes
-    assert ax.get_title() == "" and fig._suptitle is None
+    assert ax.get_title() == "" and fig.get_suptitle() == ""
     assert ax.get_ylabel() == common.label("snr", "patch_cnn")
     assert "test error" in cbar.get_ylabel() and "mean over seeds" in cbar.get_ylabel()
     # a log axis labels at most about six decades, no minor tick labels
