@@ -204,7 +204,7 @@ def test_panel_titles_name_the_thresholds():
                       "$n$ = 4 (separation Q2)", "$n$ = 5 (separation Q1)",
                       "$n$ = 6 (all minima perfect)"]
     assert [ax for ax in fig.axes if ax.axison][-1].get_xlabel() == r"initial imbalance $\tilde c$"
-    assert "mean squared" in fig.axes[0].get_ylabel()
+    assert fig.axes[0].get_ylabel() == "final test error (MSE)"
 
 
 def test_diverged_runs_are_marked_not_plotted():

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from .. import analysis
 from .common import (OKABE_ITO, _colors, _fmt, _new, _spacing, check_overlays, draw_overlays,
-                     equals, finish, label, legend, log_ticks, plural, setting, var_label,
+                     equals, finish, label, legend, log_ticks, plural, setting, symbol, var_label,
                      var_scale)
 
 
@@ -110,9 +110,9 @@ def error_vs(ds, spec: dict) -> Figure:
                 k = vals.shape[1]
                 jitter = (np.linspace(-1, 1, k) * 0.0 if k == 1 else
                           (np.arange(k) / (k - 1) - 0.5) * 0.08 * _spacing(xs))
-                ax.scatter((xs[:, None] + jitter[None, :]).ravel(), vals.ravel(), s=6,
-                           alpha=0.35, color=color if hue else OKABE_ITO[0], lw=0,
-                           label=f"each {label(points, ds)}" if i == 0 and not hue else None)
+                ax.scatter((xs[:, None] + jitter[None, :]).ravel(), vals.ravel(), s=8,
+                           alpha=0.5, color=color if hue else OKABE_ITO[0], lw=0,
+                           label=f"each {symbol(points, ds)}" if i == 0 and not hue else None)
                 raw = (da.sel({panel: pv}) if panel else da)
                 raw = raw.sel({hue: hv}) if hue else raw
                 mean = raw.mean(points, skipna=True).clip(min=clip).transpose(x).values

@@ -10,9 +10,11 @@ from .model import Config, padded_n, predict, target  # noqa: F401  (the family'
 
 VARIABLES = (
     Variable("train_loss", "training loss", scale="log"),
-    Variable("test_error", "test error (mean squared)", scale="log"),
-    Variable("test_error_rms", "test error (root mean squared)", scale="log"),
-    Variable("test_error_max", "test error (max absolute)", scale="log"),
+    Variable("test_error", "test error (mean squared)", label="test error (MSE)", scale="log"),
+    Variable("test_error_rms", "test error (root mean squared)", label="test error (RMS)",
+             scale="log"),
+    Variable("test_error_max", "test error (max absolute)", label="test error (max. abs.)",
+             scale="log"),
     Variable("neuron_size", "neuron size a^2 + |w|^2 + b^2", ("neuron",),
              label=r"neuron size $a_k^2 + \|w_k\|^2 + b_k^2$", scale="log"),
     Variable("balance", "balance a^2 - |w|^2 - b^2", ("neuron",),
