@@ -157,6 +157,15 @@ def test_label_size_legend_options():
                             "legend": "none", "size": "single"})
     assert not fig.legends and fig.axes[0].get_legend() is None
     assert fig.get_figwidth() == common.WIDTHS["single"]
+    # a grid with an empty slot holds the legend there; without one, "spare" goes beside
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "init_scale", "panel": "n_train",
+                            "clip": 1e-9})  # 3 panels: one row, no spare slot
+    assert fig.legends and len(fig.axes) == 3
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "init_scale", "panel": "n_train",
+                            "clip": 1e-9, "legend": "spare"})
+    assert fig.legends
+    fig = plots.figure(ds, {"kind": "curves", "vars": ["test_error"], "hue": "init_scale",
+                            "legend": "spare"})
     fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "yscale": "linear",
                             "xscale": "log"})
     assert (fig.axes[0].get_yscale(), fig.axes[0].get_xscale()) == ("linear", "log")
@@ -173,6 +182,8 @@ def test_label_size_legend_options():
     ({"kind": "error_vs", "dpi": 10}, "dpi must be"),
     ({"kind": "error_vs", "xlabel": r"$\frac{1$"}, "not valid mathtext"),
     ({"kind": "error_vs", "legend": 3}, "legend must be"),
+    ({"kind": "error_vs", "legend": "top right"}, "legend must be"),
+    ({"kind": "error_vs", "reduce": "sum"}, "reduce must be"),
     ({"kind": "nope"}, "unknown figure kind 'nope'"),
 ])
 def test_figure_options_are_checked_before_drawing(spec, words):

@@ -302,7 +302,8 @@ COMMON_OPTIONS = {
     "style": "paper (default), talk, a matplotlib style name or a list of them",
     "title": "a title over the figure (default: none)",
     "xlabel": "replaces the x axis label", "ylabel": "replaces the y axis label",
-    "legend": "where the legend goes (a matplotlib loc, or 'outside right' etc., or 'none')",
+    "legend": "where the legend goes: a matplotlib loc ('upper right', 'best'), 'outside "
+              "right' (or left, top, bottom), 'spare' (an empty panel slot) or 'none'",
 }
 """The options every figure kind takes."""
 
@@ -382,9 +383,17 @@ def check_spec(spec: dict, family=None) -> None:
             if not isinstance(spec[key], str):
                 raise ConfigError(f"{where}: {key} must be a string, got {spec[key]!r}")
             check_mathtext(spec[key], f"{where}: {key}")
-    if "legend" in spec and not isinstance(spec["legend"], str):
-        raise ConfigError(f"{where}: legend must be a location such as 'upper right', "
-                          f"'outside right' or 'none', got {spec['legend']!r}")
+    if "legend" in spec:
+        from matplotlib.legend import Legend
+
+        loc = spec["legend"]
+        if not (isinstance(loc, str) and (loc in Legend.codes or loc in ("none", "spare") or
+                                          loc.startswith("outside "))):
+            raise ConfigError(f"{where}: legend must be a location such as 'upper right', "
+                              f"'outside right' or 'none', got {loc!r}")
+    if spec.get("reduce", "mean") not in ("mean", "median", "max", "min"):
+        raise ConfigError(f"{where}: reduce must be mean, median, max or min, "
+                          f"got {spec['reduce']!r}")
 
 
 def check_mathtext(text: str, where: str = "label") -> None:
@@ -414,6 +423,7 @@ def legend(fig_or_ax, spec: dict, handles, labels, default: str, **kw):
     """A legend where ``spec["legend"]`` says (default ``default``; "none": no legend).
     "outside ..." places it beside the panels (a figure legend)."""
     loc = spec.get("legend", default)
+    loc = default if loc == "spare" else loc  # a kind without spare slots
     if loc == "none" or not handles:
         return None
     if loc.startswith("outside"):

@@ -85,6 +85,7 @@ def error_vs(ds, spec: dict) -> Figure:
     # the legend: in an empty panel slot when there is one, else beside the panels
     spare = nrows * ncols > len(panels)
     loc = spec.get("legend", "spare" if spare else "outside right")
+    loc = "outside right" if loc == "spare" and not spare else loc
     fig, axes = _new(nrows, ncols, spec, legend_right=loc.startswith("outside right"),
                      sharey=True)
     name = var_label(ds, y)
