@@ -175,11 +175,11 @@ def test_label_size_legend_options():
     ({"kind": "error_vs", "x": "n_train", "colour": "red"}, "unknown option 'colour'"),
     ({"kind": "heatmap", "x": "a", "y": "b", "logx": True}, "unknown option 'logx'"),
     ({"kind": "dynamics", "hue": "init_scale", "bins": 3}, "unknown option 'bins'"),
-    ({"kind": "error_vs", "format": "jpeg"}, "format 'jpeg'"),
+    ({"kind": "error_vs", "format": "docx"}, "format 'docx'"),
     ({"kind": "error_vs", "size": "huge"}, "size must be"),
     ({"kind": "error_vs", "style": "nope"}, "unknown style 'nope'"),
     ({"kind": "error_vs", "yscale": "logit"}, "yscale must be"),
-    ({"kind": "error_vs", "dpi": 10}, "dpi must be"),
+    ({"kind": "error_vs", "dpi": 0}, "'dpi' must be a number in (0, 2400]"),
     ({"kind": "error_vs", "xlabel": r"$\frac{1$"}, "not valid mathtext"),
     ({"kind": "error_vs", "legend": 3}, "legend must be"),
     ({"kind": "error_vs", "legend": "top right"}, "legend must be"),
@@ -206,6 +206,18 @@ def test_every_shipped_figure_spec_passes_the_check():
         assert spec.get("figure")
         for fig in spec["figure"]:
             plots.check_spec(fig, spec.get("family", "single_neuron"))
+
+
+def test_sweep_check_hook_refuses_unknown_options_before_training():
+    """plots.check_figures (called when a sweep is read) checks the options too, naming the
+    figure by its number."""
+    with pytest.raises(ConfigError, match=r"figure 2 \(error_vs\): unknown option 'colour'"):
+        plots.check_figures(get("single_neuron"), ["n_train"],
+                            [{"kind": "error_vs", "x": "n_train"},
+                             {"kind": "error_vs", "x": "n_train", "colour": "red"}])
+    plots.check_figures(get("single_neuron"), ["n_train"],
+                        [{"kind": "error_vs", "x": "n_train", "format": ["png", "pdf"],
+                          "size": "double", "style": "talk", "legend": "outside bottom"}])
 
 
 def test_family_kinds_declare_their_options():

@@ -32,6 +32,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from .. import analysis
+from ..config import check_name
 from .common import (COMMON_OPTIONS, DPI, KIND_OPTIONS, PAPER, STYLES, check_spec, family_of,
                      formats_of, label, save, setting, style_context, sweep_spec, symbol,
                      var_label)
@@ -80,11 +81,23 @@ def default_specs(ds) -> list[dict]:
     return [spec]
 
 
+def check_figures(family, dims, specs) -> None:
+    """Refuse, before any training, ``[[figure]]`` tables a sweep of ``family`` (a Family)
+    with axis ``dims`` could not draw (``ConfigError``): ``checks.check_figures`` (kinds,
+    dims, overlays, files, dpi), then ``check_spec`` (every option and its value)."""
+    from .checks import check_figures as check
+
+    check(family, dims, specs, kinds={**KINDS, **dict(family.figures)})
+    for i, spec in enumerate([specs] if isinstance(specs, dict) else specs or [], 1):
+        check_spec(spec, family, where=f"figure {i} ({spec.get('kind', 'error_vs')})")
+
+
 def draw_all(ds, folder, format=None) -> list[Path]:
     """Draw every ``[[figure]]`` of the Dataset's sweep spec into ``folder``; returns the
     paths, one per figure spec and format. A spec's ``format`` (a name or a list; default
     the suffix of its ``file``, else png) picks the files; ``format`` here (a name or a list
-    of png, pdf, svg) replaces it for every figure."""
+    of png, pdf, svg) replaces it for every figure. Every spec is checked before any file
+    is written."""
     folder = Path(folder)
     specs = sweep_spec(ds).get("figure") or default_specs(ds)
     if isinstance(specs, dict):
@@ -92,20 +105,25 @@ def draw_all(ds, folder, format=None) -> list[Path]:
     if format is not None:
         specs = [{**s, "format": format} for s in specs]
     fam = family_of(ds)
-    for spec in specs:  # every spec checked before any file is written
-        check_spec(spec, fam if fam is not None else ds.attrs.get("family"))
+    if fam is not None:  # a result written before figures were checked with its sweep
+        check_figures(fam, list(ds.dims), specs)
+    else:
+        for spec in specs:
+            check_spec(spec, ds.attrs.get("family"))
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, spec in enumerate(specs):
-        path = folder / spec.get("file", f"{ds.attrs.get('title', 'figure')}-{i + 1}.png")
+        # a name, never a path: figures are written inside the folder only
+        path = folder / check_name("a figure's 'file'", spec.get(
+            "file", f"{ds.attrs.get('title', 'figure')}-{i + 1}.png"))
         fig = figure(ds, spec)
         for fmt in formats_of(spec, path):
-            paths.append(save(fig, path.with_suffix(f".{fmt}"), dpi=int(spec.get("dpi", DPI)),
+            paths.append(save(fig, path.with_suffix(f".{fmt}"), dpi=spec.get("dpi", DPI),
                               style=spec))
     return paths
 
 
-__all__ = ["figure", "draw_all", "run_figure", "save", "error_vs", "heatmap", "curves",
-           "kinds", "KINDS", "setting", "sweep_spec", "label", "symbol", "var_label", "clip_of",
-           "check_spec", "style_context", "PAPER", "STYLES", "COMMON_OPTIONS", "KIND_OPTIONS",
-           "DPI"]
+__all__ = ["figure", "draw_all", "check_figures", "run_figure", "save", "error_vs", "heatmap",
+           "curves", "kinds", "KINDS", "setting", "sweep_spec", "label", "symbol", "var_label",
+           "clip_of", "check_spec", "style_context", "PAPER", "STYLES", "COMMON_OPTIONS",
+           "KIND_OPTIONS", "DPI"]

@@ -24,7 +24,7 @@ from .. import analysis
 from ..config import ConfigError
 
 DPI = 300  # PNG; PDF and SVG are vector
-FORMATS = ("png", "pdf", "svg")
+FORMATS = ("png", "pdf", "svg")  # the ones we name; any format matplotlib writes is taken
 WIDTHS = {"single": 3.4, "double": 7.0}  # inches: one and two columns of a journal page
 ROW_HEIGHT = 2.2  # inches per row of panels
 
@@ -296,7 +296,8 @@ def _spacing(xs) -> float:
 # ---------------------------------------------------------------- figure options
 COMMON_OPTIONS = {
     "kind": "the figure kind", "file": "the file name in the figures folder",
-    "format": "png, pdf or svg, or a list of them (default: the file's suffix, else png)",
+    "format": "png, pdf, svg (or another format matplotlib writes), or a list of them "
+              "(default: the file's suffix, else png)",
     "dpi": f"PNG resolution (default {DPI})",
     "size": "single, double, a width in inches or [width, height]",
     "style": "paper (default), talk, a matplotlib style name or a list of them",
@@ -332,14 +333,14 @@ def _where(spec) -> str:
     return f"figure '{spec.get('file') or spec.get('kind', 'error_vs')}'"
 
 
-def check_spec(spec: dict, family=None) -> None:
+def check_spec(spec: dict, family=None, where: str | None = None) -> None:
     """Refuse a ``[[figure]]`` table before anything is trained or drawn: an unknown kind
     for the family, an option the kind does not take, or a bad value of a shared option
     (format, dpi, size, style, scales). ``family``: a Family, a family name, a Dataset or
     None (the generic kinds only). One-line ``ConfigError`` naming the option."""
     if not isinstance(spec, dict):
         raise ConfigError(f"a [[figure]] is a table, got {spec!r}")
-    where = _where(spec)
+    where = where or _where(spec)
     kind = spec.get("kind", "error_vs")
     fam = _fam(family)
     table = {**{k: None for k in KIND_OPTIONS}, **(dict(fam.figures) if fam else {})}
@@ -356,11 +357,12 @@ def check_spec(spec: dict, family=None) -> None:
                                   f"allowed: {', '.join(allowed)}")
     formats = spec.get("format", [])
     for f in [formats] if isinstance(formats, str) else formats:
-        if f not in FORMATS:
-            raise ConfigError(f"{where}: format '{f}' is not one of {', '.join(FORMATS)}")
-    if "dpi" in spec and not (isinstance(spec["dpi"], int) and 50 <= spec["dpi"] <= 2400):
-        raise ConfigError(f"{where}: dpi must be a whole number from 50 to 2400, "
-                          f"got {spec['dpi']!r}")
+        if f not in supported_formats():
+            raise ConfigError(f"{where}: format {f!r} is not one of "
+                              f"{', '.join(sorted(supported_formats()))}")
+    dpi = spec.get("dpi", DPI)
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 0 < dpi <= 2400:
+        raise ConfigError(f"{where}: 'dpi' must be a number in (0, 2400], got {dpi!r}")
     size = spec.get("size")
     ok = (size is None or (isinstance(size, str) and size in WIDTHS) or
           (isinstance(size, (int, float)) and size > 0) or
@@ -475,14 +477,19 @@ def draw_overlays(ax, ds, spec: dict, where: dict) -> list:
 
 
 # ---------------------------------------------------------------- saving
+def supported_formats() -> set[str]:
+    """The file formats matplotlib writes here (png, pdf, svg, eps, ...)."""
+    return set(Figure().canvas.get_supported_filetypes())
+
+
 def formats_of(spec: dict, path) -> list[str]:
     """The formats a figure is written in: ``format`` (a name or a list), else the file's
-    suffix, else png."""
+    suffix (a format matplotlib writes), else png."""
     f = spec.get("format")
     if f:
         return [f] if isinstance(f, str) else list(f)
     suffix = Path(path).suffix.lstrip(".").lower()
-    return [suffix if suffix in FORMATS else "png"]
+    return [suffix if suffix in supported_formats() else "png"]
 
 
 def save(fig: Figure, path, dpi: int = DPI, style: dict | None = None) -> Path:
