@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import _colors, _fmt, _new, _title, label
+from .common import _colors, _new, equals, finish, label, legend, log_ticks, symbol
 
 
 def _sel(ds, where: dict):
@@ -37,12 +37,16 @@ def boundary(ds, spec: dict):
         raise ValueError(f"figure kind 'boundary': dims {', '.join(rest)} need a hue or a panel")
     panels = list(ds[panel].values) if panel else [None]
     hues = list(ds[hue].values) if hue else [None]
-    fig, axes = _new(1, len(panels), w=4.6, h=3.6 + 0.17 * (len(hues) + len(spec.get("slopes", []))))
+    n_legend = len(hues) + len(spec.get("slopes", []))
+    size = spec.get("size", [3.5 * len(panels), 2.6 + 0.16 * n_legend])
+    fig, axes = _new(1, len(panels), {**spec, "size": size})
     fit = fit_exponent(ds, x)
-    colors = _colors(len(hues), "tab10")
+    colors = _colors(len(hues))
     axis_name = ds.attrs.get("boundary_axis", "crossing")
+    level = ds["level"].values
+    lvl = (f"{float(np.nanmean(level)):.3g}" if np.nanstd(level) < 1e-12 else "midpoint")
     for ax, pv in zip(axes[0], panels):
-        anchor = None
+        anchor = []
         for color, hv in zip(colors, hues):
             where = {k: v for k, v in ((panel, pv), (hue, hv)) if k is not None}
             pts, f = _sel(ds, where), _sel(fit, where)
@@ -50,58 +54,44 @@ def boundary(ds, spec: dict):
             c = np.asarray(pts["crossing"].values, float)
             lo, hi = np.asarray(pts["ci_lo"].values, float), np.asarray(pts["ci_hi"].values, float)
             ok = (pts["flag"].values == "ok") & np.isfinite(c) & (c > 0)
-            name = f"{label(hue, ds)} = {_fmt(hv)}" if hue else "boundary"
+            name = equals(hue, hv, ds) if hue else "boundary"
             ax.errorbar(xs[ok], c[ok], yerr=[c[ok] - lo[ok], hi[ok] - c[ok]], fmt="o",
-                        color=color, ms=4, capsize=3, lw=1.2)
+                        color=color, ms=3.5, capsize=2.5, lw=1.0)
             bad = int((~ok).sum())
             if np.isfinite(float(f["slope"])):
                 grid = np.geomspace(xs[ok].min(), xs[ok].max(), 50)
                 line = np.exp(float(f["intercept"])) * grid ** float(f["slope"])
-                ax.plot(grid, line, color=color, lw=1.4, label=(
-                    f"{name}: fit {float(f['slope']):.2f} "
+                ax.plot(grid, line, color=color, lw=1.2, label=(
+                    f"{name}: {float(f['slope']):.2f} "
                     f"[{float(f['slope_lo']):.2f}, {float(f['slope_hi']):.2f}]"
                     + (f", {bad} flagged" if bad else "")))
             else:
                 ax.plot([], [], "o", color=color, label=f"{name}: no fit ({bad} flagged)")
             if ok.any():  # the reference lines go through the panel's points' middle
-                anchor = (anchor or []) + [(xs[ok], c[ok])]
+                anchor.append((xs[ok], c[ok]))
+        styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
         if anchor:
             ax_x = np.concatenate([a[0] for a in anchor])
             ax_y = np.concatenate([a[1] for a in anchor])
             grid = np.geomspace(ax_x.min(), ax_x.max(), 50)
-            anchor = (grid, np.exp(np.mean(np.log(ax_x))), np.exp(np.mean(np.log(ax_y))))
-        styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
-        for i, ref in enumerate(spec.get("slopes", [])):
-            if anchor is None:
-                break
-            grid, mid, ymid = anchor
-            ax.plot(grid, ymid * (grid / mid) ** float(ref["slope"]), color="0.35",
-                    ls=styles[i % len(styles)], lw=1.1,
-                    label=f"{ref.get('label', 'slope')}: {float(ref['slope']):.2f}")
+            mid, ymid = np.exp(np.mean(np.log(ax_x))), np.exp(np.mean(np.log(ax_y)))
+            for i, ref in enumerate(spec.get("slopes", [])):
+                ax.plot(grid, ymid * (grid / mid) ** float(ref["slope"]), color="0.35",
+                        ls=styles[i % len(styles)], lw=1.0,
+                        label=f"{ref.get('label', 'slope')}: {float(ref['slope']):.2f}")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _plain_ticks(ax)
+        log_ticks(ax)
         ax.set_xlabel(label(x, ds))
-        ax.set_ylabel(f"boundary {label(axis_name, ds)}")
+        ax.set_ylabel(f"boundary {symbol(axis_name, ds)} (final "
+                      f"{symbol(ds.attrs.get('boundary_var', '?'), ds)} = {lvl})")
         if panel:
-            ax.set_title(f"{label(panel, ds)} = {_fmt(pv)}", fontsize=9)
-        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
-        ax.grid(True, which="both", alpha=0.25)
-    level = ds["level"].values
-    lvl = (f"level {float(np.nanmean(level)):.3g}" if np.nanstd(level) < 1e-12
-           else "level: midpoint of the ends")
-    _title(fig, ds, spec.get("title", f"final {ds.attrs.get('boundary_var', '?')} crosses the "
-                                      f"{lvl}\n(bars: 95 % interval; legend: exponent [95 %])"))
-    return fig
-
-
-def _plain_ticks(ax):
-    """Plain numbers on log axes; minor labels too when an axis spans less than a decade."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    # minor labels: on y below 1.2 decades; on x (wider labels side by side) below 0.5
-    for axis, lim, most in ((ax.xaxis, ax.get_xlim(), 0.5), (ax.yaxis, ax.get_ylim(), 1.2)):
-        axis.set_major_formatter(plain)
-        small = lim[0] > 0 and np.log10(lim[1] / lim[0]) < most
-        axis.set_minor_formatter(plain if small else NullFormatter())
+            ax.set_title(equals(panel, pv, ds))
+        h, t = ax.get_legend_handles_labels()
+        if "legend" in spec:  # where the figure asks
+            legend(ax, spec, h, t, "best", fontsize="small")
+        else:  # default: under the panel, where it hides no point
+            ax.legend(h, t, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+                      fontsize="small", title="exponent [95 % interval]",
+                      title_fontsize="small")
+    return finish(fig, spec, axes[0])
