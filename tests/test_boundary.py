@@ -152,6 +152,7 @@ TINY = {"name": "tiny-boundary", "family": "patch_cnn",
                      "tolerance": 0.4}}
 
 
+@pytest.mark.slow  # about 45 s on the shared 2-core machine: several compiled programs
 def test_tiny_real_search_resumes_without_training(tmp_path):
     out = tmp_path / "b"
     ds = twolayer.boundary(TINY, out, shard_size=4)

@@ -57,9 +57,14 @@ def tiny(tmp_path_factory):
     return get
 
 
-# the slowest preset at tiny scale (about 20 s) runs with the slow tests
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "fig9-flow" else n
-                                  for n in sorted(EXPECTED_DIMS)])
+# the slowest presets at tiny scale run with the slow tests: fig9-flow (about 20 s) and the
+# boundary searches (about 45 s each on the shared machine: a compiled program per round size)
+SLOW_PRESETS = ("fig9-flow", "boundary-d-scaling", "boundary-n-scaling")
+
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n in SLOW_PRESETS else n for n in sorted(EXPECTED_DIMS)])
 def test_preset_runs_at_tiny_scale_and_draws(tiny, name):
     ds, paths = tiny(name)
     dims = tuple(d for d in ds["crossing" if "crossing" in ds else "train_loss"].dims)
