@@ -75,7 +75,7 @@ def section_grid(dims, seeds, n_test, steps, quick):
     for d in dims:
         gc, n_cross = grid_crossing(xs, g.sel(input_dim=d).values)
         p = b.sel(input_dim=d)
-        diff = abs(float(p.crossing) - gc) / STEP
+        diff = abs(float(p.crossing) - gc) / (xs[1] - xs[0])  # in grid steps
         worst = max(worst, diff)
         print(f"{d:>6} {gc:>10.3f} {n_cross:>9} {float(p.crossing):>12.3f} "
               f"[{float(p.ci_lo):6.3f}, {float(p.ci_hi):6.3f}] {diff:>9.2f} "
