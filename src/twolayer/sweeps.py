@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 from . import store
 from .config import (ConfigError, field_specs, make_config, static_key, static_names,
                      suggest, to_dict)
+from .progress import SweepProgress, wanted
 from .family import get as get_family
 
 SHARD_FORMAT = 2  # bump when the engine's output for the same configs changes
@@ -278,12 +278,16 @@ class ShardTask:
     state_every: float = 60.0
     progress: bool | None = False
 
-    def __call__(self, item):
+    def __call__(self, item, report=None):
+        from .progress import ensure_handler, log
+
+        ensure_handler()  # a worker process logs to its stderr, as the caller's does
         label, shard = item
+        progress = report if report is not None else self.progress
         if self.folder is None:
-            print(f"{label} ({len(shard.configs)} runs, {shard.desc})", file=sys.stderr, flush=True)
-            ds = run_shard(shard, self.family, self.progress, desc=label)
-            print(f"{label}: {summary(ds)}", file=sys.stderr, flush=True)
+            log.info(f"{label} ({len(shard.configs)} runs, {shard.desc})")
+            ds = run_shard(shard, self.family, progress, desc=label)
+            log.info(f"{label}: {summary(ds)}")
             return ds
         folder = Path(self.folder)
         if store.shard_done(folder, shard.key):  # a retried task whose shard got written
@@ -291,10 +295,9 @@ class ShardTask:
         state = store.TrainingState(folder, shard.key, self.state_every)
         resumed = state.saved_step()
         again = "" if resumed is None else f" resumed at step {resumed}"
-        print(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}", file=sys.stderr,
-              flush=True)
-        ds = run_shard(shard, self.family, self.progress, desc=label, state_file=state)
-        print(f"{label}: {summary(ds)}", file=sys.stderr, flush=True)
+        log.info(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}")
+        ds = run_shard(shard, self.family, progress, desc=label, state_file=state)
+        log.info(f"{label}: {summary(ds)}")
         store.write_shard(folder, shard.key, ds)
         state.clear()
         return resumed
@@ -308,11 +311,13 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     ``twolayer.executors`` (None: in this process)."""
     from . import runtime
     from .executors import open_executor
+    from .progress import ensure_handler, log as logger
 
     runtime.configure()
     if not isinstance(spec, Spec):
         spec = load_spec(spec, scale)
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    ensure_handler()
+    log = log or logger.info
     if not state_every >= 0:
         raise ConfigError(f"'state_every' must be >= 0 seconds, got {state_every!r}")
     todo = shards(spec, shard_size)
@@ -322,25 +327,30 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     if out is not None:
         store.check_folder(out, sid)  # before starting workers; writes nothing
     ex = open_executor(executor)  # an Executor given by the caller stays open
-    task = ShardTask(spec.family, None, state_every, progress if ex.name == "local" else False)
+    task = ShardTask(spec.family, None, state_every, False)
+    display = SweepProgress(spec.name, len(todo), total, show=wanted(progress))
     try:
         if ex.name != "local":
             _check_portable(todo)
-        if out is None:
-            return store.merge(spec, _train(ex, task, todo, None, log))
-        with store.open_sweep(out, spec, sid, todo) as folder:
-            task = dataclasses.replace(task, folder=str(folder))
-            merged = store.merge(spec, _train(ex, task, todo, folder, log))
-            store.write_result(folder, merged)
-            log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
-            return merged
+        with display.shown():
+            if out is None:
+                return store.merge(spec, _train(ex, task, todo, None, log, display))
+            with store.open_sweep(out, spec, sid, todo) as folder:
+                task = dataclasses.replace(task, folder=str(folder))
+                merged = store.merge(spec, _train(ex, task, todo, folder, log, display))
+                store.write_result(folder, merged)
+                display.close()
+                log(f"{total} runs in {len(todo)} shards -> {store.result_path(folder)}")
+                return merged
     finally:
+        display.close()
         if ex is not executor:
             ex.close()
 
 
-def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
-    """Every shard's Dataset, in order: read when finished before, else trained by ``ex``."""
+def _train(ex, task: ShardTask, todo: list[Shard], folder, log, display) -> list:
+    """Every shard's Dataset, in order: read when finished before, else trained by ``ex``
+    (in this process, the engine reports to ``display`` between chunks)."""
     results, pending = {}, []
     for i, shard in enumerate(todo):
         ds = store.read_done_shard(folder, shard.key) if folder is not None else None
@@ -348,10 +358,18 @@ def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
             log(f"shard {i + 1}/{len(todo)} ({len(shard.configs)} runs, {shard.desc}): "
                 f"done before, skipped")
             results[i] = ds
+            display.skipped(len(shard.configs))
         else:
             pending.append(i)
     items = [(f"shard {i + 1}/{len(todo)}", todo[i]) for i in pending]
-    for j, value in ex.map(task, items):
+    if ex.name == "local":  # the engine reports to the display as it trains
+        def fn(item, _index={id(it): i for it, i in zip(items, pending)}):
+            i = _index[id(item)]
+            display.started(i, len(todo[i].configs))
+            return task(item, report=display.reporter(i))
+    else:
+        fn = task
+    for j, value in ex.map(fn, items):
         i = pending[j]
         note = "" if folder is None or value is None else f", resumed at step {value}"
         if folder is not None:
@@ -360,6 +378,7 @@ def _train(ex, task: ShardTask, todo: list[Shard], folder, log) -> list:
                 raise RuntimeError(f"shard {todo[i].key} was reported done but its file is "
                                    f"missing: is {folder} on a filesystem the workers share?")
         results[i] = value
+        display.finished(i, len(todo[i].configs))
         if ex.name != "local":
             log(f"shard {i + 1}/{len(todo)} done ({len(results)}/{len(todo)}{note})")
     return [results[i] for i in range(len(todo))]
