@@ -12,13 +12,24 @@ from .config import make_config, to_dict
 from .family import get as get_family
 
 
+def _setup() -> None:
+    """JAX set up (``runtime.configure``) and its persistent compilation cache on, as the
+    command line does: a restarted notebook kernel or a new script loads the programs
+    compiled before instead of compiling them again (``TWOLAYER_CACHE_DIR``; ``0`` turns
+    it off; see ``twolayer.executors.enable_compile_cache``)."""
+    runtime.configure()
+    from .executors import enable_compile_cache
+
+    enable_compile_cache()
+
+
 def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Dataset:
     """Train one run of ``family`` in this process; ``settings`` are config fields (e.g.
     ``width=2, init_scale=1e-10``; any field of either section), checked as in a sweep file
     (``ConfigError`` on a bad one). ``progress``: True or False for the progress bar
     (default: shown on a terminal unless ``TWOLAYER_PROGRESS=0``). Returns its Dataset:
     dims ``step`` and the family's own, the settings and provenance in its attributes."""
-    runtime.configure()
+    _setup()
     from .train import check_group, train_group
 
     fam = get_family(family)
@@ -43,7 +54,7 @@ def _split_sections(fam, settings: dict) -> dict:
 
 
 def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
-          executor=None, state_every: float = 60.0) -> xr.Dataset:
+          executor=None, state_every: float = 60.0, job_options=None) -> xr.Dataset:
     """Run a sweep given as a TOML path, a preset name, or a dict (parsed TOML) at ``scale``
     (``"full"`` or one of the spec's ``[scales.NAME]`` tables) and return the merged Dataset
     (dims: the swept names plus ``step`` and the family's own). With ``out`` the shards and
@@ -51,19 +62,23 @@ def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progres
     training state, saved every ``state_every`` seconds); ``out`` must be new, empty, or
     hold the same sweep. ``shard_size``: at most this many runs per shard. ``executor``:
     None or ``"local"`` (in this process), ``"processes:N"``, ``"dask-local:N"``,
-    ``"dask://HOST:PORT"``, or a ``distributed.Client`` (see ``twolayer.executors``)."""
-    runtime.configure()
+    ``"dask://HOST:PORT"``, ``"slurm"`` or ``"submitit-local"`` (jobs through submitit, with
+    ``job_options``: submitit parameters), or a ``distributed.Client`` (see
+    ``twolayer.executors``). ``progress``: True/False for the sweep's progress display
+    (default: on a terminal or in a notebook; see ``twolayer.progress``)."""
+    _setup()
     return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress,
-                      executor=executor, state_every=state_every)
+                      executor=executor, state_every=state_every, job_options=job_options)
 
 
-def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
-              progress=None, executor=None,
-              state_every: float = 60.0) -> tuple[xr.Dataset, list[Path]]:
-    """Run a preset's sweep into ``out`` (default scale ``"quick"``; other arguments as for
-    ``sweep``) and draw its figures into ``out/figures``. Returns the merged Dataset and
-    the paths of the PNG files."""
-    runtime.configure()
+def reproduce(preset: str, out, *, scale: str = "full", shard_size: int = 512,
+              progress=None, executor=None, state_every: float = 60.0,
+              job_options=None) -> tuple[xr.Dataset, list[Path]]:
+    """Run a preset's sweep into ``out`` (default scale ``"full"``, the study's settings, as
+    for ``sweep``; ``"quick"`` and ``"tiny"`` are smaller; other arguments as for ``sweep``)
+    and draw its figures into ``out/figures``. Returns the merged Dataset and the paths of
+    the PNG files."""
+    _setup()
     from . import presets
     from .config import ConfigError, suggest
 
@@ -71,7 +86,7 @@ def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
         raise ConfigError(f"unknown preset '{preset}'{suggest(preset, presets.names())}; "
                           f"presets: {', '.join(presets.names())}")
     ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress,
-                    executor=executor, state_every=state_every)
+                    executor=executor, state_every=state_every, job_options=job_options)
     from . import plots
 
     return ds, plots.draw_all(ds, Path(out) / "figures")

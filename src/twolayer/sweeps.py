@@ -304,7 +304,7 @@ class ShardTask:
 
 
 def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
-        log=None, executor=None, state_every: float = 60.0):
+        log=None, executor=None, state_every: float = 60.0, job_options=None):
     """Run a sweep and return the merged Dataset. With ``out``, shards and the merged result
     are written there and a rerun continues where the last one stopped (long shards from
     their training state saved every ``state_every`` seconds). ``executor``: see
@@ -326,7 +326,8 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     sid = sweep_id(spec, todo)
     if out is not None:
         store.check_folder(out, sid)  # before starting workers; writes nothing
-    ex = open_executor(executor)  # an Executor given by the caller stays open
+    # an Executor given by the caller stays open
+    ex = open_executor(executor, folder=out, job_options=job_options, name=spec.name)
     task = ShardTask(spec.family, None, state_every, False)
     display = SweepProgress(spec.name, len(todo), total, show=wanted(progress))
     try:
