@@ -38,9 +38,11 @@ def run(family: str = "single_neuron", *, progress=None, **settings) -> xr.Datas
     ds = train_group(fam, [cfg], progress=progress, desc="run").isel(run=0)
     spec = _sweep.load_spec({"name": "run", "family": family,
                              **_split_sections(fam, settings)})
-    settings_attrs, _ = store.settings_attrs([json.loads(json.dumps(to_dict(cfg), default=str))])
+    resolved = json.loads(json.dumps(to_dict(cfg), default=str))
+    settings_attrs, _ = store.settings_attrs([resolved])
     ds.attrs = {**settings_attrs, **store.provenance(spec), "scale": ""}
-    return ds
+    ds[store.RUN_CONFIG] = ((), json.dumps(resolved, sort_keys=True))
+    return store.describe(ds)
 
 
 def _split_sections(fam, settings: dict) -> dict:

@@ -115,7 +115,7 @@ class SweepProgress:
         self.active: dict[int, int] = {}  # shard -> runs still training
         self.start: tuple[float, float] | None = None  # (time, work) when the rate clock started
         self.compiling = False
-        self.last_draw = self.last_line = -1e300
+        self.last_draw, self.last_line = -1e300, self.t0  # plain lines: after LINE_EVERY
         self.bar = None
         if show:
             self.bar = _tqdm()(total=n_runs, desc=f"sweep {name}", leave=True,

@@ -68,8 +68,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+COMPRESSION = {"zlib": True, "complevel": 4}  # netCDF-4 deflate (gzip level 4), lossless
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    """Compress every numeric array (not scalars, strings or empty arrays)."""
+    return {k: dict(COMPRESSION) for k, v in ds.variables.items()
+            if v.ndim and v.size and v.dtype.kind in "biuf"}
+
+
 def _write_nc(ds: xr.Dataset, path: Path) -> None:
-    _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE))
+    _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(ds)))
 
 
 def _read_nc(path: Path) -> xr.Dataset:
@@ -345,6 +354,8 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
     labelled = []
     for d, cs in zip(datasets, configs):
         d = d.assign_coords({n: ("run", _run_values([c[n] for c in cs])) for n in extra_coords})
+        d = d.assign({RUN_CONFIG: ("run", np.array([json.dumps(c, sort_keys=True, default=str)
+                                                    for c in cs], dtype=object))})
         d.attrs.pop("configs", None)
         labelled.append(d)
     datasets = labelled
@@ -367,6 +378,42 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
     ds.attrs = {**attrs, **provenance(spec)}
     if isinstance(attrs.get("loss"), str) and "train_loss" in ds:
         ds["train_loss"].attrs["loss"] = attrs["loss"]  # which training loss the runs used
+    return describe(ds)
+
+
+RUN_CONFIG = "run_config"  # variable: each run's resolved config, as JSON text
+CONVENTIONS = "CF-1.10"
+CHECKPOINTS = {"step": "training step (updates of gradient descent or Adam)",
+               "time": "gradient-flow time (in units of learning_rate * step)"}
+
+
+def describe(ds: xr.Dataset) -> xr.Dataset:
+    """CF-style attributes (in place, and returned): a ``long_name`` on every variable and
+    coordinate that has none (a setting: its config field's doc; the checkpoint dims; a
+    family's index dim: "index along NAME"), and ``Conventions``. Units are the families'
+    declared ones (``Variable.units``), set by the engine."""
+    from .config import field_specs
+    from .family import get
+
+    try:
+        specs = field_specs(get(ds.attrs.get("family")).Config)
+    except (ConfigError, TypeError):
+        specs = {}
+    for name in [*ds.coords, *ds.data_vars]:
+        attrs = ds[name].attrs
+        if attrs.get("long_name"):
+            continue
+        if name in specs and specs[name].metadata.get("doc"):
+            attrs["long_name"] = specs[name].metadata["doc"]
+        elif name in CHECKPOINTS:
+            attrs["long_name"] = CHECKPOINTS[name]
+        elif name == RUN_CONFIG:
+            attrs["long_name"] = "the run's resolved config (JSON; twolayer.analysis.run_config)"
+        elif name in ds.dims:
+            attrs["long_name"] = f"index along {name}"
+        else:
+            attrs["long_name"] = name.replace("_", " ")
+    ds.attrs["Conventions"] = CONVENTIONS
     return ds
 
 

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from .. import analysis
 from .common import DPI, family_of, label, save, setting, sweep_spec
+from . import inline
 from .error_vs import clip_of, error_vs
 from .phase import curves, heatmap
 
@@ -85,6 +86,8 @@ def draw_all(ds, folder) -> list[Path]:
         paths.append(save(figure(ds, spec), path, dpi=int(spec.get("dpi", DPI))))
     return paths
 
+
+inline.register()  # Jupyter / IPython: a Figure value of a cell is shown (see plots.inline)
 
 __all__ = ["figure", "draw_all", "run_figure", "save", "error_vs", "heatmap", "curves",
            "kinds", "KINDS", "setting", "sweep_spec", "label", "clip_of"]
