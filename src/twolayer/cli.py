@@ -314,9 +314,9 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
     u.add_argument("--state-every", dest="state_every", type=float, default=60.0,
                    metavar="SECONDS", help="save a long shard's training state this often "
                    "(a requeued job resumes from it) (default %(default)g)")
-    u.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"),
-                   help="slurm; or local (jobs as processes on this machine) or debug (in "
-                        "this process), to try it out (default %(default)s)")
+    u.add_argument("--cluster", default="slurm", choices=("slurm", "local"),
+                   help="slurm, or local to try it out: the jobs as processes on this "
+                        "machine (default %(default)s)")
     u.add_argument("--job", action="append", metavar="KEY=VALUE",
                    help="a submitit job parameter (repeatable), e.g. timeout_min=240, "
                         "slurm_partition=normal, slurm_account=ACC, cpus_per_task=16, "

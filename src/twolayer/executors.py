@@ -244,14 +244,14 @@ def open_executor(spec=None, *, folder=None, job_options=None, name="sweep") -> 
     ``folder/jobs``, with ``job_options`` (submitit parameters). Raises ``ConfigError`` for an
     unknown spelling, an unreachable scheduler, or a spelling whose extra is not installed.
     The caller closes it."""
-    if spec is None or spec == "local":
-        return _local()
     if spec in ("slurm", "submitit-local"):
         cluster = "slurm" if spec == "slurm" else "local"
         return _submitit(cluster, folder, dict(job_options or {}), name)
     if job_options:
         raise ConfigError("job options (--job) go with the executors slurm and "
                           "submitit-local only")
+    if spec is None or spec == "local":
+        return _local()
     if isinstance(spec, Executor):
         return spec
     if not isinstance(spec, str):
@@ -305,13 +305,17 @@ def job_executor(cluster: str, folder, name: str = "sweep", **options):
     tasks, logs) in ``folder/jobs``; ``options``: submitit parameters over
     ``JOB_DEFAULTS`` (``ConfigError`` for one submitit does not know)."""
     submitit = _import_submitit()
-    ex = submitit.AutoExecutor(folder=Path(folder) / "jobs", cluster=cluster)
+    try:
+        ex = submitit.AutoExecutor(folder=Path(folder) / "jobs", cluster=cluster)
+    except RuntimeError as err:  # SlurmExecutor: no srun here
+        raise ConfigError(f"cannot submit SLURM jobs from this machine ({err}); "
+                          f"'twolayer submit --print-script' shows the job script") from None
     params = _job_params(name, options)
     if cluster != "slurm":
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     try:
         ex.update_parameters(**params)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, NameError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"bad job option for submitit: {first}") from None
     return ex
@@ -348,18 +352,24 @@ def wait_jobs(jobs, poll: float = POLL) -> Iterator[tuple[int, object]]:
             time.sleep(poll)
 
 
-def _submitit(cluster: str, folder, options: dict, name: str) -> Executor:
-    if folder is None:
-        raise ConfigError(f"the {cluster} job executor needs an output folder (--out): "
-                          f"its jobs write the shards there")
+def _check_jobs(cluster: str, name: str, options: dict) -> None:
+    """``ConfigError`` now, before a sweep writes anything, for job options submitit refuses
+    or a cluster it cannot reach (made in a scratch folder, removed)."""
     import shutil
     import tempfile
 
     scratch = tempfile.mkdtemp(prefix="twolayer-jobs-")
-    try:  # the options are checked now, before the sweep writes anything
+    try:
         job_executor(cluster, scratch, name, **options)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _submitit(cluster: str, folder, options: dict, name: str) -> Executor:
+    if folder is None:
+        raise ConfigError(f"the {cluster} job executor needs an output folder (--out): "
+                          f"its jobs write the shards there")
+    _check_jobs(cluster, name, options)
 
     def map_(fn, items):
         ex = job_executor(cluster, folder, name, **options)  # the folder exists by now
@@ -384,7 +394,7 @@ def _sweep_shards(spec, out, scale, shard_size):
 def submit(spec, out, *, scale: str = "full", shard_size: int = 512, cluster: str = "slurm",
            state_every: float = 60.0, **options) -> list:
     """Submit every unfinished shard of a sweep as an independent job (a SLURM job array
-    through submitit; ``cluster="local"`` or ``"debug"`` to try it on this machine) and
+    through submitit; ``cluster="local"`` to try it on this machine: one process a job) and
     return the submitit jobs without waiting. Each job trains its shard into ``out`` (which
     must be on a filesystem the nodes share), as the workers of the other executors do; a
     later ``twolayer.sweep`` with the same arguments (or ``twolayer sweep``) reads the shard
@@ -393,6 +403,7 @@ def submit(spec, out, *, scale: str = "full", shard_size: int = 512, cluster: st
 
     spec, todo = _sweep_shards(spec, out, scale, shard_size)
     sid = sweeps.sweep_id(spec, todo)
+    _check_jobs(cluster, spec.name, options)
     with store.open_sweep(out, spec, sid, todo) as folder:  # the manifest; the lock is held
         items = [(f"shard {i + 1}/{len(todo)}", s) for i, s in enumerate(todo)  # only here
                  if not store.shard_done(folder, s.key)]
@@ -405,21 +416,33 @@ def submit(spec, out, *, scale: str = "full", shard_size: int = 512, cluster: st
 
 def slurm_script(spec, out, *, scale: str = "full", shard_size: int = 512, **options) -> str:
     """The sbatch script that ``submit`` would send for the sweep's unfinished shards (one
-    array task per shard); submits and writes nothing."""
+    array task per shard), made by submitit; submits and writes nothing, and needs no SLURM
+    on this machine."""
     from . import store
 
     spec, todo = _sweep_shards(spec, out, scale, shard_size)
     n = sum(not store.shard_done(out, s.key) for s in todo) or len(todo)
-    submitit = _import_submitit()
-    ex = submitit.AutoExecutor(folder=Path(out) / "jobs", cluster="slurm")
+    _import_submitit()
+    from submitit.slurm import slurm
+
+    params = {}
+    for key, value in _job_params(spec.name, options).items():  # AutoExecutor's names
+        if key.startswith("slurm_"):
+            params[key[len("slurm_"):]] = value
+        elif key == "timeout_min":
+            params["time"] = value
+        elif key == "mem_gb":
+            params["mem"] = slurm._convert_mem(float(value))
+        elif key == "name":
+            params["job_name"] = value
+        elif key == "tasks_per_node":
+            params["ntasks_per_node"] = value
+        else:
+            params[key] = value
+    folder = (Path(out) / "jobs").absolute()
+    command = f"{sys.executable} -u -m submitit.core._submit {folder}"
     try:
-        ex.update_parameters(**_job_params(spec.name, options))
-    except (ValueError, TypeError) as err:
+        return slurm._make_sbatch_string(command=command, folder=folder, map_count=n, **params)
+    except (ValueError, TypeError, NameError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"bad job option for submitit: {first}") from None
-    slurm = ex._executor  # submitit's SlurmExecutor: the script of an array of n tasks
-    params = dict(slurm.parameters, map_count=n)
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    return _make_sbatch_string(command=slurm._submitit_command_str, folder=slurm.folder,
-                               **params)
