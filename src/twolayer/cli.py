@@ -346,11 +346,11 @@ COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "reproduce": _cmd_reproduce,
 
 def _logging(verbosity: int) -> None:
     """twolayer's log lines on stderr: warnings only (-q), info (default) or debug (-v)."""
+    from .progress import StderrHandler
+
     log = logging.getLogger("twolayer")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
+    if not any(isinstance(h, StderrHandler) for h in log.handlers):
+        log.addHandler(StderrHandler())
         log.propagate = False
     log.setLevel({-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity])
 

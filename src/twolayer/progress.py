@@ -40,14 +40,29 @@ REFRESH = 0.2  # seconds between redraws of the bar
 BAR = "{desc}: {percentage:3.0f}%|{bar}| "  # then the display's text
 
 
+class StderrHandler(logging.StreamHandler):
+    """Plain lines (the message alone) on whatever ``sys.stderr`` is at the time of writing
+    (a notebook or a test may replace it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler sets it; the current sys.stderr is used instead
+        pass
+
+
 def ensure_handler() -> None:
     """Unless the application configured logging (handlers on the root logger or on
     ``"twolayer"``), send twolayer's messages to stderr at INFO, as plain lines."""
     if log.handlers or logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
+    log.addHandler(StderrHandler())
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
 
