@@ -342,4 +342,11 @@ def test_submit_then_sweep_merges(tmp_path):
     assert merged.returncode == 0, merged.stderr
     assert merged.stderr.count("done before, skipped") == 2
     ref = twolayer.sweep(tomllib.loads(SPEC), shard_size=3, progress=False)
-    xr.testing.assert_identical(twolayer.load(tmp_path / "o").drop_attrs(), ref.drop_attrs())
+    ds = twolayer.load(tmp_path / "o")
+    assert set(ds.variables) == set(ref.variables) and dict(ds.sizes) == dict(ref.sizes)
+    for name in ref.variables:  # one JAX device per job against this process's: summation order
+        a, b = ds[name].values, ref[name].values
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
