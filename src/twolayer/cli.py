@@ -58,7 +58,8 @@ def _cmd_run(args, extra):
             value, i = extra[i + 1], i + 1
         settings[name] = _parse_value(value)
         i += 1
-    ds = api.run(args.family, progress=None, **settings)
+    ds = api.run(args.family, progress=None, out=args.out, max_memory=args.max_memory,
+                 **settings)
     summary = {k: ds[k].item() for k in ("stop_step", "converged", "diverged", "recovered")
                if k in ds and ds[k].ndim == 0}
     summary["train_loss"] = float(ds.train_loss[-1])
@@ -67,9 +68,7 @@ def _cmd_run(args, extra):
     if args.out:
         from . import plots, store
 
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        store.write_result(folder, ds)
+        folder = Path(args.out)  # api.run wrote result.nc and run.json there
         path = plots.save(plots.run_figure(ds), folder / "run.png")
         print(f"result: {store.result_path(folder)}\nfigure: {path}")
 
@@ -82,8 +81,9 @@ def _cmd_sweep(args, extra):
     from . import api
 
     ds = api.sweep(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
-                   executor=args.executor, state_every=args.state_every,
-                   progress=_progress(args), job_options=_job_options(args))
+                   executor=args.executor, state_every=args.state_every, replace=args.replace,
+                   max_memory=args.max_memory, progress=_progress(args),
+                   job_options=_job_options(args))
     if not args.no_figures:  # the spec's [[figure]]s, as reproduce and plot draw them
         from . import plots
 
@@ -97,6 +97,7 @@ def _cmd_reproduce(args, extra):
     out = args.out or f"runs/{args.preset}-{args.scale}"
     _, paths = api.reproduce(args.preset, out, scale=args.scale, shard_size=args.shard_size,
                              executor=args.executor, state_every=args.state_every,
+                             replace=args.replace, max_memory=args.max_memory,
                              progress=_progress(args), job_options=_job_options(args))
     for p in paths:
         print(f"figure: {p}")
@@ -123,9 +124,11 @@ def _cmd_submit(args, extra):
                                      shard_size=args.shard_size, **options))
         return
     jobs = executors.submit(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
-                            cluster=args.cluster, state_every=args.state_every, **options)
+                            cluster=args.cluster, state_every=args.state_every,
+                            replace=args.replace, max_memory=args.max_memory, **options)
     if not jobs:
-        print(f"every shard of {args.out} is done; nothing submitted")
+        print(f"every shard of {args.out} is done; nothing submitted (merged)")
+        return
     else:
         print(f"submitted {len(jobs)} shard(s) as jobs {jobs[0].job_id.split('_')[0]}"
               f"{'_[0-%d]' % (len(jobs) - 1) if '_' in jobs[0].job_id else ''}; logs in "
@@ -248,11 +251,20 @@ def _sweep_options(p) -> None:
     p.add_argument("--state-every", dest="state_every", type=float, default=60.0,
                    metavar="SECONDS", help="save a long shard's training state this often, "
                    "to resume mid-run after a kill (default %(default)g)")
+    p.add_argument("--replace", action="store_true",
+                   help="allow settings that alter the runs already in --out (its result is "
+                        "replaced; without it such a change is refused)")
+    p.add_argument("--max-memory", dest="max_memory", metavar="SIZE", default=None,
+                   help=MEMORY_HELP)
     p.add_argument("--job", action="append", metavar="KEY=VALUE",
                    help="with --executor slurm / submitit-local: a submitit job parameter "
                         "(repeatable), e.g. timeout_min=240, slurm_partition=normal, "
                         "cpus_per_task=16, mem_gb=32, slurm_setup='[\"source venv/bin/"
                         "activate\"]'")
+
+
+MEMORY_HELP = ("refuse work estimated to need more memory than SIZE (e.g. 16G; 'none': no "
+               "limit; default: $TWOLAYER_MAX_MEMORY, else the physical memory)")
 
 
 def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
@@ -276,7 +288,10 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--family", default=DEFAULT, metavar="FAMILY",
                    help=f"one of {', '.join(names())} (default %(default)s); "
                         f"'run --family NAME --help' lists its settings")
-    r.add_argument("--out", metavar="DIR", help="also write result.nc and run.png into DIR")
+    r.add_argument("--out", metavar="DIR", help="also write result.nc, run.json and run.png "
+                                                "into DIR")
+    r.add_argument("--max-memory", dest="max_memory", metavar="SIZE", default=None,
+                   help=MEMORY_HELP)
     s = sub.add_parser("sweep", help="run a sweep file or preset, draw its figures",
                        description="Run a sweep (a TOML file or a preset name) into DIR and "
                                    "draw its [[figure]]s into DIR/figures. Rerun the same "
@@ -322,6 +337,10 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
                         "slurm_partition=normal, slurm_account=ACC, cpus_per_task=16, "
                         "mem_gb=32, slurm_array_parallelism=50, slurm_setup='[\"source "
                         "venv/bin/activate\"]'")
+    u.add_argument("--replace", action="store_true",
+                   help="allow settings that alter the runs already in --out")
+    u.add_argument("--max-memory", dest="max_memory", metavar="SIZE", default=None,
+                   help=MEMORY_HELP)
     u.add_argument("--print-script", dest="print_script", action="store_true",
                    help="print the sbatch script of the job array and exit (submits nothing)")
     pl = sub.add_parser("plot", help="draw a finished sweep's figures",
@@ -395,6 +414,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `twolayer presets | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # a path that cannot be read or written, a full disk
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"twolayer: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     return 0
 
 

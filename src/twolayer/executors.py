@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -114,6 +116,50 @@ def _environ(env: dict):
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def stop_on_signals():
+    """Inside the block, SIGTERM (and SIGHUP) stop the sweep as Ctrl-C does: they raise
+    ``KeyboardInterrupt`` in the main thread, so that executors stop their workers and
+    the caller's ``finally`` clauses run (by default SIGTERM ends Python at once and leaves
+    worker processes running). Outside the main thread: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {}
+    for sig in wanted:
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                old[sig] = signal.signal(sig, interrupt)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _stop_workers(pool, timeout: float = 5.0) -> None:
+    """End a process pool's workers now (terminate, then kill after ``timeout``): shutdown
+    alone lets them finish the shard they train and start the ones already queued."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout)
+
+
 # ---------------------------------------------------------------- the executors
 def _local() -> Executor:
     def map_(fn, items):
@@ -140,7 +186,10 @@ def _processes(n: int) -> Executor:
 
     def close(wait=True):
         if live:
-            live.pop().shutdown(wait=wait, cancel_futures=True)
+            if wait:
+                live.pop().shutdown(wait=True, cancel_futures=True)
+            else:  # a dead worker, an error or Ctrl-C: stop every worker now
+                _stop_workers(live.pop())
 
     def map_(fn, items):
         fn = _InWorker(fn, _cache_dir())
@@ -391,27 +440,47 @@ def _sweep_shards(spec, out, scale, shard_size):
     return spec, todo
 
 
+class Submitted(Exception):
+    """Raised by ``submit``'s executor once its jobs are sent (carries them): the sweep stops
+    there, its manifest written, without waiting."""
+
+    def __init__(self, jobs):
+        super().__init__(f"{len(jobs)} jobs submitted")
+        self.jobs = jobs
+
+
 def submit(spec, out, *, scale: str = "full", shard_size: int = 512, cluster: str = "slurm",
-           state_every: float = 60.0, **options) -> list:
+           state_every: float = 60.0, replace: bool = False, max_memory=None,
+           **options) -> list:
     """Submit every unfinished shard of a sweep as an independent job (a SLURM job array
     through submitit; ``cluster="local"`` to try it on this machine: one process a job) and
     return the submitit jobs without waiting. Each job trains its shard into ``out`` (which
     must be on a filesystem the nodes share), as the workers of the other executors do; a
     later ``twolayer.sweep`` with the same arguments (or ``twolayer sweep``) reads the shard
-    files and merges them. ``options``: submitit parameters (see ``JOB_DEFAULTS``)."""
-    from . import store, sweeps
+    files and merges them. The folder is checked and planned as by ``sweep`` (a grown sweep
+    submits only its new runs; ``replace``, ``max_memory`` as there). ``options``: submitit
+    parameters (see ``JOB_DEFAULTS``). With nothing left to train, the sweep is merged and
+    ``[]`` returned."""
+    from . import sweeps
 
-    spec, todo = _sweep_shards(spec, out, scale, shard_size)
-    sid = sweeps.sweep_id(spec, todo)
+    runtime.configure()
+    spec = spec if isinstance(spec, sweeps.Spec) else sweeps.load_spec(spec, scale,
+                                                                       max_memory=max_memory)
     _check_jobs(cluster, spec.name, options)
-    with store.open_sweep(out, spec, sid, todo) as folder:  # the manifest; the lock is held
-        items = [(f"shard {i + 1}/{len(todo)}", s) for i, s in enumerate(todo)  # only here
-                 if not store.shard_done(folder, s.key)]
-        if not items:
-            return []
-        ex = job_executor(cluster, folder, spec.name, **options)
-        task = sweeps.ShardTask(spec.family, str(folder), state_every, False)
-        return submit_jobs(ex, task, items)
+
+    def map_(fn, items):
+        ex = job_executor(cluster, out, spec.name, **options)  # the folder exists by now
+        raise Submitted(submit_jobs(ex, fn, items))
+        yield  # noqa: unreachable - a generator, as map is
+
+    name = "slurm" if cluster == "slurm" else f"submitit-{cluster}"
+    try:
+        sweeps.run(spec, out, shard_size=shard_size, progress=False, state_every=state_every,
+                   executor=Executor(name, map_, lambda: None), replace=replace,
+                   max_memory=max_memory)
+    except Submitted as sent:
+        return sent.jobs
+    return []
 
 
 def slurm_script(spec, out, *, scale: str = "full", shard_size: int = 512, **options) -> str:
