@@ -7,6 +7,7 @@ A sweep folder holds:
     state/KEY.npz       the saved training state of a shard still in progress
     result.nc           the merged Dataset (dims: the swept names plus step)
     figures/*.png       figures drawn from result.nc
+    jobs/               submitit's files, when shards ran as jobs (twolayer submit)
     .lock               held (flock) by the sweep command working on the folder
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed
@@ -169,7 +170,8 @@ def read_meta(folder) -> dict | None:
                           f"finished shards are kept)") from None
 
 
-OURS = {"sweep.json", "result.nc", "shards", "state", "figures", "run.json", "run.png"}
+OURS = {"sweep.json", "result.nc", "shards", "state", "figures", "run.json", "run.png",
+        "jobs"}  # jobs/: submitit's files (twolayer submit, --executor slurm)
 """What twolayer writes in an output folder (besides .lock and temporary files)."""
 
 
