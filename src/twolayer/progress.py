@@ -21,10 +21,12 @@ settings) is averaged in. Shards finished by an earlier run of the sweep are cou
 done and left out of the rate. Executors other than ``local`` report only finished shards:
 their ETA is measured from the first finished shard on.
 
-**Log lines** go through Python's ``logging`` (logger ``"twolayer"``). Unless the application
-configured logging, they are written to stderr at level INFO; ``twolayer -q`` shows warnings
-only (and no bar), ``-v`` adds debug lines. From Python, silence them with
-``logging.getLogger("twolayer").setLevel(logging.WARNING)``.
+**Log lines** go through Python's ``logging`` (logger ``"twolayer"``): written to stderr as
+plain lines at level INFO, by a handler twolayer adds to that logger when it has none
+(``ensure_handler``); ``twolayer -q`` shows warnings only (and no bar), ``-v`` adds debug
+lines. From Python, silence them with ``logging.getLogger("twolayer").setLevel(
+logging.WARNING)``, or route them through your own set-up by giving the logger your handler
+(or ``propagate = True`` and no handler) before the first sweep.
 """
 from __future__ import annotations
 
@@ -58,11 +60,13 @@ class StderrHandler(logging.StreamHandler):
 
 
 def ensure_handler() -> None:
-    """Unless the application configured logging (handlers on the root logger or on
-    ``"twolayer"``), send twolayer's messages to stderr at INFO, as plain lines."""
-    if log.handlers or logging.getLogger().handlers:
+    """Unless the ``"twolayer"`` logger has handlers already, send its messages to stderr as
+    plain lines, at INFO unless a level was set, and not on to the root logger (so that an
+    application's own logging set-up neither hides nor doubles them)."""
+    if log.handlers:
         return
     log.addHandler(StderrHandler())
+    log.propagate = False
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
 
