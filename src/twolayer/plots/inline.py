@@ -15,10 +15,11 @@ import sys
 from matplotlib.figure import Figure
 
 
-def png(fig: Figure) -> bytes:
-    """The figure as PNG bytes (at twolayer's figure dpi, cropped to what is drawn)."""
-    from .common import DPI
+DPI = 120  # on screen; files are written at plots.DPI
 
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (at a screen dpi, cropped to what is drawn)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return buf.getvalue()
