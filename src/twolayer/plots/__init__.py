@@ -42,6 +42,8 @@ def kinds(ds=None) -> dict:
 def figure(ds, spec: dict) -> Figure:
     """Draw one ``[[figure]]`` spec (dispatch on ``spec["kind"]``)."""
     kind = spec.get("kind", "error_vs")
+    if kind == "run":
+        return run_figure(ds)
     table = kinds(ds)
     if kind not in table:
         raise ValueError(f"unknown figure kind '{kind}' for family "
@@ -77,7 +79,7 @@ def check_figures(family, dims, specs) -> None:
     with axis ``dims`` could not draw (``ConfigError``); see ``checks.check_figures``."""
     from .checks import check_figures as check
 
-    check(family, dims, specs, kinds={**KINDS, **dict(family.figures)})
+    check(family, dims, specs, kinds={**KINDS, "run": None, **dict(family.figures)})
 
 
 def draw_all(ds, folder) -> list[Path]:
@@ -86,6 +88,9 @@ def draw_all(ds, folder) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     specs = sweep_spec(ds).get("figure") or default_specs(ds)
+    if not [d for d in ds["test_error"].dims if d not in analysis.CHECKPOINT_DIMS] and not \
+            sweep_spec(ds).get("figure"):  # no swept dim: the run's figure
+        specs = [{"kind": "run", "file": f"{ds.attrs.get('title', 'figure')}.png"}]
     if isinstance(specs, dict):
         specs = [specs]
     fam = family_of(ds)
