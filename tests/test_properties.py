@@ -111,7 +111,8 @@ BAD = {
     "wrong-type": lambda s, v: s["base"].update(width=str(v)),
     "negative-size": lambda s, v: s["base"].update(n_train=-abs(int(v)) - 1),
     "not-finite": lambda s, v: s["base"].update(init_scale=[math.nan, math.inf, -math.inf][v % 3]),
-    "nan-in-list": lambda s, v: s["base"].update(target_a=[1.0, math.nan][: 1 + v % 2][::-1]),
+    "nan-in-list": lambda s, v: s["base"].update(
+        target_a=[[math.nan], [1.0, math.nan], [-math.inf]][v % 3]),
     "integer-overflow": lambda s, v: s["train"].update(max_steps=2**53 + 1 + abs(int(v))),
     "too-many-checkpoints": lambda s, v: s["train"].update(n_checkpoints=1001 + abs(int(v))),
     "bad-choice": lambda s, v: s["train"].update(optimizer=f"sgd{v}"),
