@@ -252,3 +252,20 @@ def test_the_catalogue_in_the_docs_lists_every_case():
     listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.M))
     assert listed == {c[0] for c in CASES}
     assert len(CASES) >= 20
+
+
+CLASSES = ("Writes stay inside OUT", "Bounds before work", "Figures checked with the sweep",
+           "Corrupt or missing bookkeeping", "Sweeps that grow", "Signals", "Precision",
+           "The Python API", "Generated input")
+
+
+def test_the_docs_state_every_class_with_tests_that_exist():
+    doc = (ROOT / "docs" / "bad-input.md").read_text()
+    headings = re.findall(r"^### (.+)$", doc, flags=re.M)
+    assert set(CLASSES) <= set(headings)
+    for cls in CLASSES:
+        section = doc.split(f"### {cls}\n", 1)[1].split("\n### ", 1)[0]
+        named = re.findall(r"`tests/(test_\w+\.py)::(test_\w+)`", section.replace("\n", " "))
+        assert named, cls
+        for path, test in named:
+            assert f"def {test}(" in (ROOT / "tests" / path).read_text(), (cls, path, test)
