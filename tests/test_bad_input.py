@@ -269,3 +269,17 @@ def test_the_docs_state_every_class_with_tests_that_exist():
         assert named, cls
         for path, test in named:
             assert f"def {test}(" in (ROOT / "tests" / path).read_text(), (cls, path, test)
+
+
+def test_checkpoint_steps_returns_for_any_count():
+    """The checkpoint grid is found in bounded time for any count (it searched one point at
+    a time: checkpoint_steps(10**6, 10**5) did not return)."""
+    import subprocess
+
+    code = ("from twolayer.train import checkpoint_steps as c; import numpy as np\n"
+            "for m, n in [(10**6, 10**5), (1000, 1000), (50, 100)]:\n"
+            "    g = c(m, n); assert g[0] == 0 and g[-1] == m and (np.diff(g) > 0).all()\n"
+            "    assert len(g) == min(n, m + 1), (m, n, len(g))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
