@@ -21,7 +21,9 @@ A spec file::
 
 Runs are grouped by the fields that fix the compiled program (static fields); each group is
 cut into near-equal shards of at most ``shard_size`` runs. A shard's file is named by the hash of its
-run configs and is written atomically, so a rerun skips the shards already finished.
+run configs and is written atomically. A run is known by its resolved config (``run_key``):
+a rerun, a grown sweep or one with another shard size takes every finished run from the
+shard files of its folder and trains only the others (``plan``).
 """
 from __future__ import annotations
 
