@@ -28,7 +28,8 @@ def static(default, *, section="base", choices=None, minimum=None, maximum=None,
     values are trained in different batched calls.
 
     ``section`` is the sweep file's table the key belongs to (``"base"`` or ``"train"``);
-    ``choices`` (a tuple), ``minimum``, ``maximum`` and ``positive`` (> 0) are checked by ``make_config``; ``doc`` is the
+    ``choices`` (a tuple), ``minimum``, ``maximum`` and ``positive`` (> 0) are checked by
+    ``make_config``; ``doc`` is the
     one-line meaning shown in the options tables. ``bucket(cfg)``, if given, is the value the
     program is built for (e.g. an array size rounded up): runs with equal buckets share one
     program and each run receives its own value as a per-run array as well. ``applies =

@@ -105,5 +105,6 @@ def draw_all(ds, folder) -> list[Path]:
     return paths
 
 
-__all__ = ["figure", "draw_all", "check_figures", "run_figure", "save", "error_vs", "heatmap", "curves",
+__all__ = ["figure", "draw_all", "check_figures", "run_figure", "save", "error_vs", "heatmap",
+           "curves",
            "kinds", "KINDS", "setting", "sweep_spec", "label", "clip_of"]
