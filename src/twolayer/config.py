@@ -184,9 +184,13 @@ def check_name(what: str, value: Any) -> str:
     return value
 
 
+_PLAIN = {int, float, str, bool, type(None), list, tuple}
+
+
 def _coerce(name: str, value: Any, typ: Any) -> Any:
     """Check a TOML/CLI/Python value against the field's annotated type."""
-    value = plain(value)
+    if type(value) not in _PLAIN:
+        value = plain(value)
     origin = getattr(typ, "__origin__", None)
     args = getattr(typ, "__args__", ())
     if type(None) in args:  # Optional[...]
