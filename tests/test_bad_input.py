@@ -144,6 +144,8 @@ CASES = [
     ("changed-setting", GOOD, SWEEP, "sweep-other-steps",
      "holds the results of another sweep ('bad', scale full; changed: max_steps 40 -> 50)"),
     ("out-is-a-file", GOOD, SWEEP, "file", "out is a file"),
+    ("out-under-a-file", GOOD, ("sweep", "{spec}", "--out", "{out}/sub"), "file",
+     "cannot create"),
     # bounds before work
     ("integer-overflow", edit("max_steps = 50", "max_steps = 9223372036854775807"), SWEEP,
      None, "'max_steps' = 9223372036854775807 is too large"),
