@@ -45,12 +45,9 @@ def check_figures(family, dims, specs, kinds) -> None:
             for key in ("x", "y"):
                 if key not in spec:
                     raise ConfigError(f"{where}: needs '{key}' (a dim of the result)")
-        if kind == "run" and swept:
-            raise ConfigError(f"{where}: draws a single run; the sweep has axes "
-                              f"({', '.join(swept)})")
         if kind == "error_vs" and not spec.get("x") and not swept:
             raise ConfigError(f"{where}: needs a swept dim on x, and the sweep has no axes "
-                              f"(kind 'run' draws a single run)")
+                              f"(without [[figure]] tables it draws its run's figure)")
         keys = list(DIM_KEYS) + (["y"] if kind == "heatmap" else [])
         for key in keys:
             value = spec.get(key)
