@@ -99,8 +99,8 @@ valid_specs = st.fixed_dictionaries({
         "imbalance": unique(st.sampled_from([0.0, 0.25, 0.5, 1.0])),
         "data_seed": st.one_of(unique(st.integers(0, 100)),
                                st.builds(lambda n: {"range": [0, n]}, st.integers(1, 3)))}),
-    "figure": st.lists(st.fixed_dictionaries({}, optional={
-        "kind": st.just("curves"),
+    # curves draws with or without axes (error_vs, the default kind, needs an axis)
+    "figure": st.lists(st.fixed_dictionaries({"kind": st.just("curves")}, optional={
         "dpi": st.integers(20, 80)}), max_size=2),
 })
 
