@@ -2,7 +2,7 @@
 
 A sweep folder holds:
 
-    sweep.json          the manifest: the spec (after its scale), the sweep id, every shard's key
+    sweep.json          the manifest: the spec (after its scale), every shard's key
     shards/KEY.nc       one finished shard (dim run), named by the hash of its configs
     state/KEY.npz       the saved training state of a shard still in progress
     result.nc           the merged Dataset (dims: the swept names plus step)
@@ -12,8 +12,10 @@ A sweep folder holds:
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed
 into place, so a file with a final name is always complete: a shard is done exactly when
-its file exists (and it is checked on reading). Temporary files of a killed process are
-removed when the folder is next opened.
+its file exists (and it is checked on reading). A shard file keeps its runs' configs, so
+finished runs are found from the files themselves, whatever sweep.json says. Temporary
+files of a killed process are removed (from the folder and its subfolders) when the folder
+is next opened.
 """
 from __future__ import annotations
 

@@ -21,7 +21,9 @@ A spec file::
 
 Runs are grouped by the fields that fix the compiled program (static fields); each group is
 cut into near-equal shards of at most ``shard_size`` runs. A shard's file is named by the hash of its
-run configs and is written atomically, so a rerun skips the shards already finished.
+run configs and is written atomically. A run is known by its resolved config (``run_key``):
+a rerun, a grown sweep or one with another shard size takes every finished run from the
+shard files of its folder and trains only the others (``plan``).
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ class Shard:
     coords: tuple[dict, ...]  # per run: its axis values
     desc: str
     format: int = SHARD_FORMAT
+    run_keys: tuple[str, ...] = ()  # per run: ``run_key`` of its config
 
 
 # ---------------------------------------------------------------- limits
@@ -338,8 +341,9 @@ def _hash(obj) -> str:
 
 
 def _config_json(cfg) -> dict:
-    """A config as its JSON dict (what a shard file keeps in its ``configs`` attribute)."""
-    return json.loads(json.dumps(to_dict(cfg), default=str))
+    """A config as a dict whose JSON text is what a shard file keeps in its ``configs``
+    attribute (tuples are written as lists): ``run_key`` of either is the same."""
+    return to_dict(cfg)
 
 
 def run_key(config: dict) -> str:
@@ -368,15 +372,18 @@ def _groups(spec: Spec) -> tuple[list[list], list[str]]:
 
 
 def _shard(family: str, part: list, varying: list[str]) -> Shard:
-    cfgs = tuple(c for _, c in part)
-    # named by its runs' configs only: the same runs are the same shard in any sweep
-    key = _hash({"format": SHARD_FORMAT, "family": family, "runs": [to_dict(c) for c in cfgs]})
+    """A shard of ``part``: (coords, config, run key) triples."""
+    cfgs = tuple(c for _, c, _ in part)
+    # named by its runs only: the same runs are the same shard in any sweep
+    key = _hash({"format": SHARD_FORMAT, "family": family, "runs": [k for _, _, k in part]})
     desc = " ".join(f"{n}={getattr(cfgs[0], n)}" for n in varying) or "one group"
-    return Shard(key=key, configs=cfgs, coords=tuple(k for k, _ in part), desc=desc)
+    return Shard(key=key, configs=cfgs, coords=tuple(c for c, _, _ in part), desc=desc,
+                 run_keys=tuple(k for _, _, k in part))
 
 
 def _cut(family: str, members: list, shard_size: int, varying: list[str]) -> list[Shard]:
-    """Near-equal shards of at most shard_size runs (equal shapes share a compiled program)."""
+    """Near-equal shards of at most shard_size runs (equal shapes share a compiled program);
+    ``members``: (coords, config, run key) triples."""
     if not members:
         return []
     count = -(-len(members) // shard_size)
@@ -388,7 +395,9 @@ def shards(spec: Spec, shard_size: int = 512) -> list[Shard]:
     """Every run of the sweep in shards (nothing reused)."""
     shard_size = _check_shard_size(shard_size)
     groups, varying = _groups(spec)
-    return [s for members in groups for s in _cut(spec.family, members, shard_size, varying)]
+    return [s for members in groups for s in _cut(
+        spec.family, [(c, cfg, run_key(to_dict(cfg))) for c, cfg in members], shard_size,
+        varying)]
 
 
 @dataclass
@@ -425,16 +434,17 @@ def plan(spec: Spec, shard_size: int = 512, folder=None, previous: dict | None =
              if isinstance(e, dict) and isinstance(e.get("key"), str)
              and isinstance(e.get("desc"), str)}
     for members in groups:
-        missing = []
+        missing, index = [], {}
         for coords, cfg in members:
             total += 1
-            found = finished.get(run_key(_config_json(cfg)))
+            key = run_key(_config_json(cfg))
+            found = finished.get(key)
             if found is not None:
                 sources.setdefault(found[0], []).append((found[1], coords))
                 reused += 1
             else:
-                missing.append((coords, cfg))
-        index = {run_key(_config_json(cfg)): i for i, (_, cfg) in enumerate(missing)}
+                index[key] = len(missing)
+                missing.append((coords, cfg, key))
         taken: set[int] = set()
         for keys in kept:
             where = [index.get(k) for k in keys]
@@ -640,16 +650,23 @@ def _manifest(spec: Spec, todo: Plan) -> dict:
     for key, runs in todo.sources.items():
         entry = {"key": key, "runs": len(runs), "desc": todo.descs.get(key, "done before")}
         if key in trained:  # kept as it is by a rerun, to resume its saved training state
-            entry["run_keys"] = [run_key(_config_json(c)) for c in trained[key].configs]
+            entry["run_keys"] = list(trained[key].run_keys)
         entries.append(entry)
     return {"name": spec.name, "family": spec.family, "scale": spec.scale,
             "format": SHARD_FORMAT, "spec": spec.raw, "shards": entries}
 
 
 def _check_size(spec: Spec, todo: Plan, max_memory) -> None:
-    """Refuse a sweep whose estimated memory exceeds the limit, before anything is
-    allocated: its largest shard while training, plus the merged result (twice: the parts
-    and the whole) and the runs' bookkeeping."""
+    """Refuse a sweep whose estimated memory (``estimate``) exceeds the limit, before
+    anything is allocated."""
+    largest, total = estimate(spec, todo)
+    check_memory(total, max_memory, f"{todo.runs} runs (largest shard {fmt_bytes(largest)})")
+
+
+def estimate(spec: Spec, todo: Plan) -> tuple[float, float]:
+    """Estimated memory of a sweep in bytes, from shapes alone (``train.run_bytes``):
+    ``(largest, total)``: its largest shard while training, and that plus the merged
+    result (twice: the parts and the whole) and the runs' bookkeeping."""
     from .train import run_bytes
 
     family = get_family(spec.family)
@@ -663,8 +680,7 @@ def _check_size(spec: Spec, todo: Plan, max_memory) -> None:
         largest = max(largest, padded * working + len(shard.configs) * rec)
     if seen:
         recorded = todo.runs * max(rec for _, rec in seen.values())
-    check_memory(largest + 2 * recorded + todo.runs * RUN_OVERHEAD, max_memory,
-                 f"{todo.runs} runs (largest shard {fmt_bytes(largest)})")
+    return largest, largest + 2 * recorded + todo.runs * RUN_OVERHEAD
 
 
 def _train(ex, task: ShardTask, todo: Plan, folder, log, display) -> dict:

@@ -65,8 +65,9 @@ def checkpoint_steps(max_steps: int, n: int) -> np.ndarray:
         grid = np.unique(np.round(np.logspace(0, math.log10(max_steps), k)).astype(np.int64))
         if len(grid) >= n - 1 or k > 100 * n:
             break
-        # one more point at a time (typical grids need k < 7 n), then doubling: bounded
-        k = k + 1 if k < 8 * n else 2 * k
+        # one more point at a time (grids of up to 1000 points need k < 7 n), then
+        # doubling: a bounded search
+        k = k + 1 if k < 8 * n and n <= 1000 else 2 * k
     if len(grid) > n - 1:  # keep the ends, thin the dense start evenly
         keep = np.unique(np.round(np.linspace(0, len(grid) - 1, n - 1)).astype(int))
         grid = grid[keep]

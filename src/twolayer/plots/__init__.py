@@ -100,6 +100,13 @@ def draw_all(ds, folder, format=None) -> list[Path]:
     of png, pdf, svg) replaces it for every figure. Every spec is checked before any file
     is written."""
     folder = Path(folder)
+    swept = [d for d in ds["test_error"].dims if d not in analysis.CHECKPOINT_DIMS]
+    if not swept and not sweep_spec(ds).get("figure"):  # no axes, no figure asked: the run's
+        path = folder / check_name("the sweep's 'name'", f"{ds.attrs.get('title', 'run')}.png")
+        fig = run_figure(ds)
+        folder.mkdir(parents=True, exist_ok=True)
+        return [save(fig, path.with_suffix(f".{fmt}"))
+                for fmt in formats_of({"format": format} if format else {}, path)]
     specs = sweep_spec(ds).get("figure") or default_specs(ds)
     if isinstance(specs, dict):
         specs = [specs]
