@@ -415,7 +415,14 @@ def _run_round(rspec, folder: Path, ex, shard_size: int, state_every: float, log
     with store.open_folder(folder, check) as f:
         store.write_meta(f, sweeps._manifest(rspec, todo))
         task = dataclasses.replace(task, folder=str(f))
-        return sweeps._assemble(todo, sweeps._train(ex, task, todo, f, log))
+        return sweeps._assemble(todo, sweeps._train(ex, task, todo, f, log, _quiet(rspec, todo)))
+
+
+def _quiet(rspec, todo):
+    """The sweep progress display, not shown (a round logs its shards)."""
+    from .progress import SweepProgress
+
+    return SweepProgress(rspec.name, len(todo.sources), todo.runs, show=False)
 
 
 def _spec_hash(spec: BoundarySpec) -> str:
@@ -478,7 +485,8 @@ def run(source, out=None, *, scale: str = "full", shard_size: int = 512, executo
                 from . import sweeps
                 todo = sweeps.plan(rspec, shard_size)
                 task = sweeps.ShardTask(rspec.family, None, state_every, False)
-                parts = sweeps._assemble(todo, sweeps._train(ex, task, todo, None, log))
+                parts = sweeps._assemble(todo, sweeps._train(ex, task, todo, None, log,
+                                                             _quiet(rspec, todo)))
             else:
                 parts = _run_round(rspec, out / "rounds" / str(k), ex, shard_size,
                                    state_every, log)
