@@ -107,7 +107,8 @@ def draw_all(ds, folder, format=None) -> list[Path]:
     of png, pdf, svg) replaces it for every figure. Every spec is checked before any file
     is written."""
     folder = Path(folder)
-    swept = [d for d in ds["test_error"].dims if d not in analysis.CHECKPOINT_DIMS]
+    var = "crossing" if "crossing" in ds else "test_error"  # a boundary search, or a sweep
+    swept = [d for d in ds[var].dims if d not in analysis.CHECKPOINT_DIMS]
     if not swept and not sweep_spec(ds).get("figure"):  # no axes, no figure asked: the run's
         path = folder / check_name("the sweep's 'name'", f"{ds.attrs.get('title', 'run')}.png")
         fig = run_figure(ds)
