@@ -66,7 +66,9 @@ votes for class j): ``weight_norm`` |W_j| (Frobenius), ``output_norm`` |v_j|,
 ``signal_learning_mean``; ``noise_memorization`` max over i and the filters voting y_i of
 ``<w, xi_i>``, ``noise_memorization_mean`` (mean over i of that max); the layer ratio
 |w_f - w_f(0)| / |v_f| (``layer_ratio`` mean over filters, ``layer_ratio_min``,
-``layer_ratio_max``) and ``balance`` (mean over filters of |w_f|^2 - v_f^2). Behind options:
+``layer_ratio_max``) and ``balance`` (mean over filters of |w_f|^2 + b_f^2 - v_f^2, b_f = 0
+without a bias: the quantity a GD step changes by exactly eta^2 (|g_w|^2 + g_b^2 - g_v^2)
+for a positively homogeneous activation). Behind options:
 ``record_filters`` (``layer_ratio_filter``, ``balance_filter``, ``weight_norm_filter``,
 ``output_weight``), ``record_samples`` (``margin_sample``, ``noise_memorization_sample``),
 ``record_coefficients`` (the theory's coefficients in w = w(0) + sum_k gamma_k
@@ -478,7 +480,9 @@ def observe(cfg, bp, params, data):
     in_bank = vote[:, None] == banks[None, :]  # (F, 2)
     w_sq, dw_sq = _norms(cfg, params, data)
     ratio = jnp.sqrt(dw_sq) / jnp.abs(v)
-    balance = w_sq - v * v
+    # |w|^2 + b^2 - v^2: (w, b) is one weight vector on the input (x, 1), and the relu is
+    # positively homogeneous in it (Euler: w.g_w + b g_b = v g_v)
+    balance = w_sq + params["b"] ** 2 - v * v if cfg.bias else w_sq - v * v
     if cfg.signal == "linear":  # <w_f, j mu> for bank j
         sig = w_e[:, :1] * data["mu_norm"] * banks[None, :]
     else:  # |<w_f, a + b>| for bank +1, |<w_f, a - b>| for bank -1
