@@ -224,6 +224,27 @@ def test_batched_runs_equal_runs_alone():
     assert float(np.ptp(ds["train_loss"].isel(step=-1).values[:4])) > 1e-3  # distinct runs
 
 
+def test_shared_setup_once_per_seed_equals_setup_run_by_run():
+    """The engine's split set-up (``setup_shared`` once per distinct seed, data seed, d,
+    sigma_p, p and sigma_0; ``setup_run`` per run) gives each run what ``setup`` alone gives:
+    runs 0-2 share their shared part (other SNR, other kappa), runs 3-4 have their own."""
+    runs = [dict(C2_RUNS[0], snr=x, output_init_scale=k)
+            for x, k in ((0.4, 0.1), (0.7, 0.1), (0.4, 0.3))] + [C2_RUNS[1], C2_RUNS[3]]
+    cfgs = c2("coefficient", runs)
+    assert FAM.shared_fields == pc.SHARED_FIELDS
+    cfg = static_part(cfgs[0])
+    alone_setup = jax.jit(functools.partial(FAM.setup, cfg))
+    for c, (params, data, info) in zip(cfgs, init_runs(cfgs)):
+        want = jax.tree_util.tree_map(np.asarray, alone_setup(run_values(c)))
+        for got, ref in zip((params, data, info), want):
+            assert set(got) == set(ref)
+            for k in ref:
+                np.testing.assert_allclose(got[k], ref[k], rtol=1e-13, atol=1e-13, err_msg=k)
+    a, b = init_runs(cfgs)[:2]
+    np.testing.assert_array_equal(a[1]["noise_q_test"], b[1]["noise_q_test"])
+    assert not np.array_equal(a[1]["s"], b[1]["s"])
+
+
 # ---------------------------------------------------------------- 3. coefficient == direct
 SKIP_MODE = ("coefficient_mode",)
 

@@ -227,19 +227,24 @@ def _signal_norm(cfg, bp, dtype):
     return jnp.ones((), dtype)
 
 
-def _labels_and_signal(cfg, u, mu_norm, p):
+def _labels_and_signal(cfg, u, p):
     """From 4 uniforms per sample: clean label, observed label, signal-first flag and the
-    signal patch's coefficients on the signal directions, (N, S)."""
+    signs of the signal patch's coefficients on the signal directions, (N, S): the patch is
+    ``signs * |mu|`` (linear) or ``signs * |mu| / sqrt(2)`` (XOR; ``_signal_patch``)."""
     y_clean = jnp.where(u[:, 0] < 0.5, 1.0, -1.0).astype(u.dtype)
     y = jnp.where(u[:, 1] < p, -y_clean, y_clean)
     first = (u[:, 2] < 0.5) if cfg.signal_patch == "random" else jnp.ones(u.shape[0], bool)
     if cfg.signal == "linear":
-        s = (y_clean * mu_norm)[:, None]
+        signs = y_clean[:, None]
     else:  # +-(a + b) for yhat = +1, +-(a - b) for yhat = -1
         sign = jnp.where(u[:, 3] < 0.5, 1.0, -1.0).astype(u.dtype)
-        half = mu_norm / math.sqrt(2.0)
-        s = jnp.stack([sign * half, sign * half * y_clean], axis=1)
-    return y_clean, y, first, s
+        signs = jnp.stack([sign, sign * y_clean], axis=1)
+    return y_clean, y, first, signs
+
+
+def _signal_patch(cfg, signs, mu_norm):
+    """The signal patch's coefficients (N, S) from their signs (exact: a sign times a norm)."""
+    return signs * (mu_norm if cfg.signal == "linear" else mu_norm / math.sqrt(2.0))
 
 
 def _project_noise(cfg, g):
@@ -260,9 +265,10 @@ def _rows(key, n_rows, size, dtype, mask, law="normal"):
     return jnp.where(mask, x, 0.0)
 
 
-def _init(cfg, bp, dtype, mask):
+def _init_hidden(cfg, bp, dtype, mask):
+    """w(0) (F, d) and the bias b(0) (F,)."""
     F = n_filters(cfg)
-    kw, kv, kb = jax.random.split(keys.stream(bp["seed"], "init"), 3)
+    kw, _, kb = jax.random.split(keys.stream(bp["seed"], "init"), 3)
     if cfg.hidden_init == "gaussian":
         w0 = _rows(kw, F, cfg.input_dim, dtype, mask) * bp["hidden_init_scale"].astype(dtype)
         b0 = jnp.zeros((F,), dtype)
@@ -270,18 +276,20 @@ def _init(cfg, bp, dtype, mask):
         bound = 1.0 / jnp.sqrt(bp["input_dim"].astype(dtype))
         w0 = _rows(kw, F, cfg.input_dim, dtype, mask, "uniform") * bound
         b0 = jax.random.uniform(kb, (F,), dtype, -1.0, 1.0) * bound
+    return w0, b0
+
+
+def _init_output(cfg, bp, dtype):
+    """v(0) (F,)."""
+    F = n_filters(cfg)
+    _, kv, _ = jax.random.split(keys.stream(bp["seed"], "init"), 3)
     kappa = (bp["output_init_scale"].astype(dtype) if cfg.output_init_scale is not None
              else jnp.asarray(1.0 / cfg.width, dtype))
     if cfg.output_init == "constant":
-        v0 = jnp.full((F,), kappa, dtype)
-    elif cfg.output_init == "gaussian":
-        v0 = kappa * jax.random.normal(kv, (F,), dtype)
-    else:
-        v0 = kappa * jnp.where(jax.random.uniform(kv, (F,), dtype) < 0.5, 1.0, -1.0).astype(dtype)
-    params = {"v": v0}
-    if cfg.bias:
-        params["b"] = b0
-    return w0, params
+        return jnp.full((F,), kappa, dtype)
+    if cfg.output_init == "gaussian":
+        return kappa * jax.random.normal(kv, (F,), dtype)
+    return kappa * jnp.where(jax.random.uniform(kv, (F,), dtype) < 0.5, 1.0, -1.0).astype(dtype)
 
 
 def _unit_rows(a):
@@ -291,11 +299,21 @@ def _unit_rows(a):
     return a / norm[:, None], norm
 
 
-def setup(cfg, bp):
+# The set-up in two parts: ``setup_shared`` does all the d-dimensional work (the random
+# draws, the Gram matrix, its Cholesky factor, the test noise) and reads only the batched
+# fields SHARED_FIELDS; ``setup_run`` adds what the signal strength and the output init
+# decide. Runs that differ only in other fields (a |mu| or SNR axis, kappa, step sizes)
+# share one ``setup_shared`` (the engine computes it once per distinct SHARED_FIELDS).
+SHARED_FIELDS = ("seed", "data_seed", "input_dim", "noise_std", "label_noise",
+                 "hidden_init_scale")
+
+
+def setup_shared(cfg, bp):
+    """The part of the set-up that depends on ``SHARED_FIELDS`` only: data without the
+    signal's scale, the initial filters and the coordinates of the span (module docstring)."""
     dtype = jnp.dtype(cfg.dtype)
     d, n, S, F = cfg.input_dim, cfg.n_train, n_directions(cfg), n_filters(cfg)  # d: padded
     mask = jnp.arange(d) < bp["input_dim"]  # the true dimension (coefficient mode pads d)
-    mu_norm = _signal_norm(cfg, bp, dtype)
     sigma = bp["noise_std"].astype(dtype)
     p = bp["label_noise"].astype(dtype)
 
@@ -304,9 +322,9 @@ def setup(cfg, bp):
         return jnp.concatenate([jax.random.uniform(k1, (4,), dtype), jax.random.normal(k2, (d,), dtype)])
 
     (train,) = keys.per_sample(draw, [(keys.stream(bp["data_seed"], "train"), n)])
-    y_clean, y, first, s = _labels_and_signal(cfg, train[:, :4], mu_norm, p)
+    y_clean, y, first, signs = _labels_and_signal(cfg, train[:, :4], p)
     xi = sigma * _project_noise(cfg, jnp.where(mask, train[:, 4:], 0.0))  # (n, d)
-    w0, params = _init(cfg, bp, dtype, mask)
+    w0, b0 = _init_hidden(cfg, bp, dtype, mask)
     basis = jnp.concatenate([jnp.eye(S, d, dtype=dtype), xi])  # (K, d)
 
     # Everything a filter can ever be made of: S = span of the rows of A = (basis, w(0)).
@@ -322,7 +340,7 @@ def setup(cfg, bp):
     # sigma^2 U P U^T, drawn as sigma cholesky(U P U^T) z (module docstring)
     k_lab, k_noise = jax.random.split(keys.stream(bp["data_seed"], "test"))
     u = jax.random.uniform(k_lab, (cfg.n_test, 4), dtype)
-    yt_clean, yt, first_t, s_t = _labels_and_signal(cfg, u, mu_norm, p)
+    yt_clean, yt, first_t, signs_t = _labels_and_signal(cfg, u, p)
     if cfg.test_sampling == "projected":
         gram_p = gram if cfg.noise == "isotropic" else gram - unit[:, :S] @ unit[:, :S].T
         z = jax.random.normal(k_noise, (cfg.n_test, K + F), dtype)
@@ -331,9 +349,9 @@ def setup(cfg, bp):
         xi_test = sigma * _project_noise(cfg, _rows(k_noise, cfg.n_test, d, dtype, mask))
         t = unit @ xi_test.T
 
-    data = {"y": y, "y_clean": y_clean, "s": s, "signal_first": first,
-            "y_test": yt, "y_test_clean": yt_clean, "s_test": s_t, "signal_first_test": first_t,
-            "mu_norm": mu_norm, "basis_norm2": jnp.sum(basis * basis, axis=1)}
+    data = {"y": y, "y_clean": y_clean, "signs": signs, "signal_first": first,
+            "y_test": yt, "y_test_clean": yt_clean, "signs_test": signs_t,
+            "signal_first_test": first_t, "basis_norm2": jnp.sum(basis * basis, axis=1)}
     inv_b = inverse_lower(low[:K, :K])  # coordinates of the basis span: Q_b = inv_b U[:K]
     if coefficient_mode(cfg) or cfg.record_coefficients:
         data["basis_q"] = norm[:K, None] * low[:K, :K]  # basis = basis_q Q_b (lower triangular)
@@ -346,7 +364,6 @@ def setup(cfg, bp):
             "w0_q": (inv_b @ (gram[:K, K:] * norm[K:])).T,  # (F, K): <w0, q_k>
             "w0_sq": jnp.sum(w0 * w0, axis=1),
         })
-        params["c"] = jnp.zeros((F, K), dtype)
     else:
         if cfg.test_sampling == "projected":  # the minimum-norm vectors x in S with U x = t
             inv = inverse_lower(low)
@@ -354,11 +371,33 @@ def setup(cfg, bp):
         data.update({"noise": xi, "noise_test": xi_test, "w0": w0})
         if cfg.record_coefficients:
             data["q"] = inv_b @ unit[:K]
-        params["w"] = w0
+    return {"data": data, "b0": b0}
+
+
+def setup_run(cfg, bp, shared):
+    """(params, data, info) of one run from its ``setup_shared`` part."""
+    dtype = jnp.dtype(cfg.dtype)
+    mu_norm = _signal_norm(cfg, bp, dtype)
+    sigma = bp["noise_std"].astype(dtype)
+    data = dict(shared["data"])
+    data["s"] = _signal_patch(cfg, data.pop("signs"), mu_norm)
+    data["s_test"] = _signal_patch(cfg, data.pop("signs_test"), mu_norm)
+    data["mu_norm"] = mu_norm
+    params = {"v": _init_output(cfg, bp, dtype)}
+    if cfg.bias:
+        params["b"] = shared["b0"]
+    if coefficient_mode(cfg):
+        params["c"] = jnp.zeros((n_filters(cfg), basis_size(cfg)), dtype)
+    else:
+        params["w"] = data["w0"]
     info = {"effective_signal_norm": mu_norm,
             "effective_snr": mu_norm / (sigma * jnp.sqrt(bp["input_dim"].astype(dtype))),
             "coefficient_mode": jnp.asarray(coefficient_mode(cfg))}
     return params, data, info
+
+
+def setup(cfg, bp):
+    return setup_run(cfg, bp, setup_shared(cfg, bp))
 
 
 # ---------------------------------------------------------------- the network
