@@ -375,6 +375,42 @@ def test_xor_signal_patches():
     np.testing.assert_array_equal(sig[:, 0] * sig[:, 1] > 0, data["y_clean"] > 0)
 
 
+def test_xor_cosine_sets_the_angle_between_the_class_vectors():
+    """xor_cosine c: the class vectors u = a + b (yhat = +1) and v = a - b (yhat = -1) have
+    |u| = |v| = |mu| and cos(u, v) = c; the clean label is +1 iff the patch's two
+    coefficients have one sign; signal learning is max |<w, u>| (bank +1), |<w, v>| (-1)."""
+    runs = [dict(C2_RUNS[0], xor_cosine=c) for c in (0.0, 0.3, 0.8, 0.99)]
+    cfgs = c2("coefficient", runs)
+    cfg, rng = static_part(cfgs[0]), np.random.default_rng(4)
+    for c, full, (params, data, info) in zip((0.0, 0.3, 0.8, 0.99), cfgs, init_runs(cfgs)):
+        mu = float(info["effective_signal_norm"])
+        for sfx in ("", "_test"):
+            s, yc = data["s" + sfx], data["y" + sfx + "_clean"]
+            np.testing.assert_allclose(np.linalg.norm(s, axis=1), mu, rtol=1e-14)
+            np.testing.assert_array_equal(s[:, 0] * s[:, 1] > 0, yc > 0)
+            unsigned = s * np.sign(s[:, :1])  # +(a + b) or +(a - b)
+            for label in (1, -1):
+                if (yc == label).any():
+                    np.testing.assert_allclose(unsigned[yc == label],
+                                               np.broadcast_to(unsigned[yc == label][0],
+                                                               unsigned[yc == label].shape))
+        u, v = unsigned[yc > 0][0], unsigned[yc < 0][0]  # from the 200 test samples
+        assert u @ v / mu ** 2 == pytest.approx(c, abs=1e-14)
+        a, b = math.sqrt((1 + c) / 2) * mu, math.sqrt((1 - c) / 2) * mu
+        np.testing.assert_allclose(np.abs(u), [a, b], rtol=1e-14)
+        q = dict(params, c=rng.normal(size=params["c"].shape))
+        obs = pc.observe(cfg, run_values(full), jax.tree_util.tree_map(jnp.asarray, q),
+                         jax.tree_util.tree_map(jnp.asarray, data))
+        w_e = data["w0_e"] + q["c"] @ data["e_q"]  # <w_f, e_1>, <w_f, e_2>
+        vote = np.sign(q["v"])  # single signed bank: a filter votes for sign(v)
+        assert (vote > 0).any() and (vote < 0).any()
+        want = [np.max(np.abs(w_e[vote > 0] @ np.array([a, b]))),
+                np.max(np.abs(w_e[vote < 0] @ np.array([a, -b])))]
+        np.testing.assert_allclose(obs["signal_learning"], want, rtol=1e-12)
+    with pytest.raises(ConfigError, match="xor_cosine"):
+        make(signal="xor", xor_cosine=1.0)
+
+
 def test_label_flips_within_binomial_bounds():
     """p = 0.1 on train and test labels (C2: 64 x 5 train, 64 x 200 test; T: 32 x 49 and
     32 x 100), within 4 binomial standard deviations; clean labels balanced; p = 0: none."""

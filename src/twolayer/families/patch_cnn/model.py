@@ -10,8 +10,11 @@ Data (per sample i). Clean label yhat_i uniform in {-1, +1}; observed label y_i 
 flipped with probability ``label_noise`` p. Two patches of dimension d = ``input_dim``: a
 signal patch and a noise patch, in random order (``signal_patch = "random"``) or signal
 first. ``signal = "linear"``: the signal patch is yhat_i mu, mu = |mu| e_1. ``"xor"``: with
-a = |mu|/sqrt(2) e_1, b = |mu|/sqrt(2) e_2, the signal patch is +-(a + b) for yhat = +1 and
-+-(a - b) for yhat = -1 (sign uniform), so |signal patch| = |mu| again. The noise patch is
+orthogonal a = |a| e_1, b = |b| e_2, the signal patch is +-(a + b) for yhat = +1 and
++-(a - b) for yhat = -1 (sign uniform), so |signal patch|^2 = |a|^2 + |b|^2 = |mu|^2 again;
+``xor_cosine`` c = cos of the angle between a + b and a - b = (|a|^2 - |b|^2) / |mu|^2 sets
+|a| = |mu| sqrt((1 + c) / 2), |b| = |mu| sqrt((1 - c) / 2) (default 0: |a| = |b|, the two
+class vectors orthogonal; c near 1: highly correlated class vectors). The noise patch is
 xi_i = sigma_p P g_i, g_i ~ N(0, I_d), sigma_p = ``noise_std``; P removes the signal
 directions (``noise = "orthogonal"``) or is the identity (``"isotropic"``, as in Kou's
 script). The signal strength is given either as ``signal_norm`` = |mu| or as ``snr`` =
@@ -148,6 +151,8 @@ class Config(Training):
     signal: str = static("linear", choices=("linear", "xor"), doc="signal law: yhat mu, or XOR")
     signal_norm: float | None = batched(None, minimum=0.0, doc="|mu| (or give snr)")
     snr: float | None = batched(None, minimum=0.0, doc="|mu| / (noise_std sqrt(d)) (or give signal_norm)")
+    xor_cosine: float = batched(0.0, minimum=0.0, doc="XOR: cos of the angle between a + b and a - b "
+                                "(0: |a| = |b|)")
     noise_std: float = batched(1.0, minimum=0.0, doc="sigma_p")
     noise: str = static("orthogonal", choices=("orthogonal", "isotropic"),
                         doc="noise orthogonal to the signal, or isotropic")
@@ -186,6 +191,8 @@ class Config(Training):
             raise ConfigError("give at most one of 'signal_norm' and 'snr', not both")
         if cfg.signal == "xor" and cfg.input_dim < 2:
             raise ConfigError(f"signal = 'xor' needs input_dim >= 2, got {cfg.input_dim}")
+        if not cfg.xor_cosine < 1.0:
+            raise ConfigError(f"'xor_cosine' must lie in [0, 1), got {cfg.xor_cosine}")
         if not 0.0 <= cfg.label_noise <= 0.5:
             raise ConfigError(f"'label_noise' must lie in [0, 0.5], got {cfg.label_noise}")
         K = basis_size(cfg)
@@ -242,9 +249,19 @@ def _labels_and_signal(cfg, u, p):
     return y_clean, y, first, signs
 
 
-def _signal_patch(cfg, signs, mu_norm):
+def signal_scales(cfg, bp, mu_norm):
+    """The norms of the signal vectors, (S,): (|mu|,), or XOR's (|a|, |b|) with
+    |a|^2 + |b|^2 = |mu|^2 and (|a|^2 - |b|^2) / |mu|^2 = ``xor_cosine``, the cosine of the
+    angle between the class vectors a + b and a - b (0: |a| = |b|, orthogonal)."""
+    if cfg.signal == "linear":
+        return mu_norm[None]
+    c = bp["xor_cosine"].astype(mu_norm.dtype)
+    return jnp.stack([mu_norm * jnp.sqrt(1 + c), mu_norm * jnp.sqrt(1 - c)]) / math.sqrt(2.0)
+
+
+def _signal_patch(signs, scales):
     """The signal patch's coefficients (N, S) from their signs (exact: a sign times a norm)."""
-    return signs * (mu_norm if cfg.signal == "linear" else mu_norm / math.sqrt(2.0))
+    return signs * scales[None, :]
 
 
 def _project_noise(cfg, g):
@@ -380,9 +397,10 @@ def setup_run(cfg, bp, shared):
     mu_norm = _signal_norm(cfg, bp, dtype)
     sigma = bp["noise_std"].astype(dtype)
     data = dict(shared["data"])
-    data["s"] = _signal_patch(cfg, data.pop("signs"), mu_norm)
-    data["s_test"] = _signal_patch(cfg, data.pop("signs_test"), mu_norm)
-    data["mu_norm"] = mu_norm
+    scales = signal_scales(cfg, bp, mu_norm)
+    data["s"] = _signal_patch(data.pop("signs"), scales)
+    data["s_test"] = _signal_patch(data.pop("signs_test"), scales)
+    data["mu_norm"], data["signal_scales"] = mu_norm, scales
     params = {"v": _init_output(cfg, bp, dtype)}
     if cfg.bias:
         params["b"] = shared["b0"]
@@ -525,8 +543,8 @@ def observe(cfg, bp, params, data):
     if cfg.signal == "linear":  # <w_f, j mu> for bank j
         sig = w_e[:, :1] * data["mu_norm"] * banks[None, :]
     else:  # |<w_f, a + b>| for bank +1, |<w_f, a - b>| for bank -1
-        half = data["mu_norm"] / math.sqrt(2.0)
-        sig = jnp.abs(jnp.stack([w_e[:, 0] + w_e[:, 1], w_e[:, 0] - w_e[:, 1]], axis=1)) * half
+        wa, wb = w_e[:, 0] * data["signal_scales"][0], w_e[:, 1] * data["signal_scales"][1]
+        sig = jnp.abs(jnp.stack([wa + wb, wa - wb], axis=1))
     memo = _masked(w_xi, vote[:, None] == data["y"][None, :], "max")  # (n,)
     out = {
         "train_loss": jnp.mean(jax.nn.softplus(-m)),
@@ -549,7 +567,7 @@ def observe(cfg, bp, params, data):
         out.update(margin_sample=m, noise_memorization_sample=memo)
     if cfg.record_coefficients:
         alpha = coefficients(cfg, params, data)
-        norms = data["mu_norm"] if S == 1 else data["mu_norm"] / math.sqrt(2.0)
+        norms = data["signal_scales"]
         out.update(signal_coeff=alpha[:, :S] * norms * j[:, None],
                    noise_coeff=alpha[:, S:] * data["basis_norm2"][None, S:])
     return out
