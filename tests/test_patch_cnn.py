@@ -575,6 +575,33 @@ def test_balance_law_along_the_run_and_single_steps():
     assert float(obs["balance"]) == pytest.approx(np.mean(want), rel=1e-12)
 
 
+def test_bank_summaries_follow_the_initial_vote_and_sign_flips_count_changes():
+    """Default bank_grouping = "initial": |W_j|, |v_j| are over the filters that voted j at
+    init, at every checkpoint, even after their v changed sign; sign_flips is the fraction
+    whose vote changed. "vote" regroups by the current vote (same runs, same weights)."""
+    # class banks, constant small kappa, both layers trained: some v cross zero
+    flips = dict(input_dim=60, n_train=8, n_test=50, width=4, snr=0.3, label_noise=0.1,
+                 output_init_scale=1e-3, learning_rate=0.5, max_steps=200, n_checkpoints=6,
+                 record_filters=True)
+    ds = train_group(FAM, [make(**flips, seed=s) for s in range(4)], progress=False)
+    j = np.array([1.0] * 4 + [-1.0] * 4)
+    v, wn = ds["output_weight"].values, ds["weight_norm_filter"].values  # (run, step, F)
+    vote, vote0 = j * np.sign(v), j * np.sign(v[:, :1])
+    np.testing.assert_allclose(ds["sign_flips"], np.mean(vote != vote0, axis=-1), rtol=0, atol=0)
+    assert ds["sign_flips"].values.max() > 0, "no run changed a sign: the test shows nothing"
+    for b, jb in enumerate((1, -1)):
+        want = np.sqrt(np.sum(np.where(vote0 == jb, wn ** 2, 0.0), axis=-1))
+        np.testing.assert_allclose(ds["weight_norm"].isel(bank=b), want, rtol=1e-12)
+    regrouped = train_group(FAM, [make(**flips, seed=s, bank_grouping="vote") for s in range(4)],
+                            progress=False)
+    for k in ("output_weight", "weight_norm_filter", "sign_flips", "test_error"):
+        np.testing.assert_array_equal(regrouped[k], ds[k])
+    assert not np.allclose(regrouped["weight_norm"], ds["weight_norm"])
+    for b, jb in enumerate((1, -1)):
+        want = np.sqrt(np.sum(np.where(vote == jb, wn ** 2, 0.0), axis=-1))
+        np.testing.assert_allclose(regrouped["weight_norm"].isel(bank=b), want, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- 7. frozen output
 def test_frozen_output_layer_stays_at_its_init():
     for name in ("c1_direct", "c1_coef"):

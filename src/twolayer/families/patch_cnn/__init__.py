@@ -24,6 +24,7 @@ VARIABLES = (
     Variable("layer_ratio_min", "layer ratio (min over filters)"),
     Variable("layer_ratio_max", "layer ratio (max over filters)"),
     Variable("balance", "balance |w|^2 + b^2 - v^2 (mean)"),
+    Variable("sign_flips", "fraction of filters whose output weight changed sign"),
     Variable("layer_ratio_filter", "layer ratio |w - w(0)| / |v|", ("filter",), optional=True),
     Variable("balance_filter", "balance |w|^2 + b^2 - v^2", ("filter",), optional=True),
     Variable("weight_norm_filter", "|w|", ("filter",), optional=True),

@@ -63,13 +63,16 @@ with those inner products). "explicit" draws the full vectors.
 
 Recorded per checkpoint: ``train_loss``, ``train_error`` (fraction with y_i f(x_i) <= 0),
 ``test_error`` (against the noisy test label; its floor is p) and ``test_error_clean``;
-``margin_min``, ``margin_mean`` (y_i f(x_i)); per bank j (the filters whose sign j v_f
-votes for class j): ``weight_norm`` |W_j| (Frobenius), ``output_norm`` |v_j|,
+``margin_min``, ``margin_mean`` (y_i f(x_i)); per bank j, the filters whose vote
+j sign(v_f) is class j (``bank_grouping = "initial"``, the default: the vote at init, so a
+bank is the same set of filters at every checkpoint; "vote": the vote at each checkpoint, so
+a filter whose v changes sign moves to the other bank): ``weight_norm`` |W_j| (Frobenius), ``output_norm`` |v_j|,
 ``signal_learning`` max ``<w, j mu>`` (XOR: max ``|<w, a +- b>|`` of the class's vectors) and
 ``signal_learning_mean``; ``noise_memorization`` max over i and the filters voting y_i of
 ``<w, xi_i>``, ``noise_memorization_mean`` (mean over i of that max); the layer ratio
 |w_f - w_f(0)| / |v_f| (``layer_ratio`` mean over filters, ``layer_ratio_min``,
-``layer_ratio_max``) and ``balance`` (mean over filters of |w_f|^2 + b_f^2 - v_f^2, b_f = 0
+``layer_ratio_max``), ``sign_flips`` (the fraction of filters whose vote differs from their
+vote at init) and ``balance`` (mean over filters of |w_f|^2 + b_f^2 - v_f^2, b_f = 0
 without a bias: the quantity a GD step changes by exactly eta^2 (|g_w|^2 + g_b^2 - g_v^2)
 for a positively homogeneous activation). Behind options:
 ``record_filters`` (``layer_ratio_filter``, ``balance_filter``, ``weight_norm_filter``,
@@ -179,6 +182,9 @@ class Config(Training):
     # engine and records
     parameterization: str = static("auto", choices=("auto", "direct", "coefficient"),
                                    doc="train the filters, or their exact coefficients")
+    bank_grouping: str = static("initial", choices=("initial", "vote"),
+                                doc="per-bank summaries over the filters voting for the class at "
+                                    "init (fixed sets), or at each checkpoint")
     record_filters: bool = static(False, doc="record per-filter layer ratio, balance, norms")
     record_samples: bool = static(False, doc="record per-sample margins and noise memorization")
     record_coefficients: bool = static(False, doc="record the theory's signal and noise coefficients")
@@ -402,6 +408,7 @@ def setup_run(cfg, bp, shared):
     data["s_test"] = _signal_patch(data.pop("signs_test"), scales)
     data["mu_norm"], data["signal_scales"] = mu_norm, scales
     params = {"v": _init_output(cfg, bp, dtype)}
+    data["vote0"] = _vote(cfg, params["v"])
     if cfg.bias:
         params["b"] = shared["b0"]
     if coefficient_mode(cfg):
@@ -524,6 +531,12 @@ def coefficients(cfg, params, data):
     return c @ inverse_lower(data["basis_q"])
 
 
+def _vote(cfg, v):
+    """The class each filter votes for: j sign(v_f) (j for v_f = 0)."""
+    j = jnp.asarray(filter_signs(cfg), v.dtype)
+    return jnp.where(v == 0, j, j * jnp.sign(v))
+
+
 def observe(cfg, bp, params, data):
     S = n_directions(cfg)
     w_e, w_xi = _dots(cfg, params, data)
@@ -532,7 +545,10 @@ def observe(cfg, bp, params, data):
     f_t = _output(cfg, bp, params, w_e, w_xi_t, data["s_test"])
     v = params["v"]
     j = jnp.asarray(filter_signs(cfg), v.dtype)
-    vote = jnp.where(v == 0, j, j * jnp.sign(v))  # the class each filter votes for
+    vote_now = _vote(cfg, v)
+    # the filters a bank's summaries are over: fixed at init (a filter whose v changes sign
+    # stays in its bank), or regrouped at each checkpoint by the current vote
+    vote = data["vote0"] if cfg.bank_grouping == "initial" else vote_now
     banks = jnp.asarray([1.0, -1.0], v.dtype)
     in_bank = vote[:, None] == banks[None, :]  # (F, 2)
     w_sq, dw_sq = _norms(cfg, params, data)
@@ -559,6 +575,7 @@ def observe(cfg, bp, params, data):
         "noise_memorization": jnp.max(memo), "noise_memorization_mean": jnp.mean(memo),
         "layer_ratio": jnp.mean(ratio), "layer_ratio_min": jnp.min(ratio),
         "layer_ratio_max": jnp.max(ratio), "balance": jnp.mean(balance),
+        "sign_flips": jnp.mean((vote_now != data["vote0"]).astype(v.dtype)),
     }
     if cfg.record_filters:
         out.update(layer_ratio_filter=ratio, balance_filter=balance,
