@@ -76,4 +76,25 @@ def condition(ax, ds, spec, options, where) -> list:
                    label=theory.CONDITIONS[cond][0].replace("= C", f"= {constant:g}"))]
 
 
-OVERLAYS = {"condition": condition}
+def hidden_scale(ax, ds, spec, options, where) -> list:
+    """Overlay ``hidden_scale``: the hidden layer's initial filter norm sigma_0 sqrt(d)
+    (``hidden_init_scale``, ``input_dim``: a panel value, else the value every run shares)
+    as a grey dashed line where ``output_init_scale`` kappa is an axis (vertical when it is
+    ``x``, horizontal when it is ``y``): "large" and "small" output init are relative to it.
+    Left out when kappa is no axis or the scale is not single-valued."""
+    sigma0 = _scalar(ds, "hidden_init_scale", where, 0.01)
+    d = _scalar(ds, "input_dim", where, 200)
+    if sigma0 is None or d is None:
+        return []
+    scale = float(sigma0) * np.sqrt(float(d))
+    style = dict(color="0.35", linestyle="--", linewidth=1.2)
+    if spec.get("x") == "output_init_scale":
+        ax.axvline(scale, **style)
+    elif spec.get("y") == "output_init_scale":
+        ax.axhline(scale, **style)
+    else:
+        return []
+    return [Line2D([], [], **style, label=f"sigma_0 sqrt(d) = {scale:.3g}")]
+
+
+OVERLAYS = {"condition": condition, "hidden_scale": hidden_scale}
