@@ -3,12 +3,15 @@
 changed). The command line is called in-process (``cli.main``), as the console script does."""
 import json
 import re
+import tomllib
 import sys
 from pathlib import Path
 
 import pytest
 
 from twolayer import cli, store
+from twolayer.config import make_config, to_dict
+from twolayer.families import get as get_family
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,6 +126,59 @@ CASES = [
      "'tail_switch' must be <= 1.0"),
     ("polish-without-residuals", None, ("run", "--family", "patch_cnn", "--polish", "true"),
      None, "polish = true needs a least-squares family"),
+    # writes confined: names are names, not paths; another result's folder is refused
+    ("figure-file-absolute", GOOD + '[[figure]]\nfile = "{tmp}/outside.png"\n', SWEEP, None,
+     "'file' must be a plain file name"),
+    ("figure-file-parent", GOOD + '[[figure]]\nfile = "../outside.png"\n', SWEEP, None,
+     "'file' must be a plain file name"),
+    ("figure-file-empty", GOOD + '[[figure]]\nfile = ""\n', SWEEP, None,
+     "'file' must be a non-empty name"),
+    ("sweep-name-path", GOOD.replace('name = "bad"', 'name = "../../escape"'), SWEEP, None,
+     "the sweep's 'name' must be a plain file name"),
+    ("run-into-sweep-folder", None, ("run", "--max_steps", "20", "--out", "{out}"), "sweep",
+     "holds the results of a sweep; `run --out` writes only into a new folder"),
+    ("run-into-other-run", None, ("run", "--max_steps", "20", "--out", "{out}"), "run",
+     "holds the result of another run (max_steps 10 -> 20)"),
+    ("run-busy-folder", None, ("run", "--max_steps", "20", "--out", "{out}"), "locked",
+     "is in use by another twolayer sweep"),
+    ("changed-setting", GOOD, SWEEP, "sweep-other-steps",
+     "holds the results of another sweep ('bad', scale full; changed: max_steps 40 -> 50)"),
+    ("out-is-a-file", GOOD, SWEEP, "file", "out is a file"),
+    # bounds before work
+    ("integer-overflow", edit("max_steps = 50", "max_steps = 9223372036854775807"), SWEEP,
+     None, "'max_steps' = 9223372036854775807 is too large"),
+    ("run-integer-overflow", None, ("run", "--max_steps", "1e19"), None,
+     "'max_steps' = 1e+19 is too large"),
+    ("nan-in-list", edit("width = 2", "width = 2\ntarget_a = [nan]"), SWEEP, None,
+     "'target_a' must hold finite numbers, got [nan]"),
+    ("too-many-checkpoints", edit("n_checkpoints = 5", "n_checkpoints = 100000"), SWEEP, None,
+     "'n_checkpoints' must be <= 1000"),
+    ("huge-axis", GOOD + "seed = {range = [0, 10_000_000]}\n", SWEEP, None,
+     "20000000 runs need about 76.3 GiB of memory, above the limit of 8 GiB"),
+    ("run-out-of-memory", None, ("run", "--width", "1000000", "--n_train", "100000000"), None,
+     "this run would need about"),
+    ("bad-max-memory", GOOD, SWEEP + ("--max-memory", "lots"), None,
+     "'max_memory' must be a size such as 16G"),
+    # figure tables checked with the sweep, before training
+    ("figure-unknown-kind", GOOD + '[[figure]]\nkind = "pie_chart"\n', SWEEP, None,
+     "figure 1: unknown kind 'pie_chart' for family 'single_neuron'"),
+    ("figure-x-not-a-dim", GOOD + '[[figure]]\nx = "n_train"\n', SWEEP, None,
+     "figure 1 (error_vs): x = 'n_train' is not a dim of the result"),
+    ("figure-bad-dpi", GOOD + '[[figure]]\ndpi = -5\n', SWEEP, None,
+     "figure 1 (error_vs): 'dpi' must be a number in (0, 2400]"),
+    ("figure-other-family", 'family = "patch_cnn"\n' + GOOD.replace(
+        "width = 2\nn_train = 4\ninit_scale = 1e-4\n", "").replace(
+        "imbalance = [0.0, 1.0]", "seed = [0, 1]") + '[[figure]]\nkind = "dynamics"\n', SWEEP,
+     None, "figure 1: unknown kind 'dynamics' for family 'patch_cnn'"),
+    ("figure-unknown-format", GOOD + '[[figure]]\nfile = "fig.xyz"\n', SWEEP, None,
+     "has an unknown format 'xyz'"),
+    # corrupt bookkeeping: one line, and what it takes to repair
+    ("corrupt-result-info", None, ("info", "{out}"), "corrupt-result",
+     "/out/result.nc ("),
+    ("corrupt-result-plot", None, ("plot", "{out}"), "corrupt-result",
+     "rerun the sweep with its spec to rebuild it from its shards"),
+    ("corrupt-manifest-info", None, ("info", "{out}"), "corrupt-manifest",
+     "/out/sweep.json is unreadable"),
 ]
 
 
@@ -135,11 +191,13 @@ def tree(folder: Path) -> dict:
 def test_bad_input(case, tmp_path, monkeypatch, capsys):
     name, text, argv, before, message = case
     monkeypatch.setenv("TWOLAYER_CACHE_DIR", "0")
+    monkeypatch.setenv("TWOLAYER_MAX_MEMORY", "8G")
     monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "1s")
     monkeypatch.chdir(tmp_path)
     spec, out = tmp_path / "spec.toml", tmp_path / "out"
     if text is not None:
-        spec.write_text(text)
+        spec.write_text(text.replace("{tmp}", str(tmp_path)))
+    (tmp_path / "outside.png").write_bytes(b"not to be replaced")
     hold = None
     if before == "another-sweep":
         out.mkdir()
@@ -152,6 +210,26 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
         out.mkdir()
         hold = store._locked(out)
         hold.__enter__()
+    elif before in ("sweep", "sweep-other-steps", "corrupt-result", "corrupt-manifest"):
+        out.mkdir()
+        raw = tomllib.loads(GOOD)
+        raw["train"]["max_steps"] = 40
+        (out / "sweep.json").write_text(json.dumps({
+            "name": "bad", "family": "single_neuron", "scale": "full", "spec": raw,
+            "shards": []}))
+        if before == "corrupt-result":
+            (out / "result.nc").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+        if before == "corrupt-manifest":
+            (out / "sweep.json").write_text('{"name": "bad", "shar')
+    elif before == "run":
+        out.mkdir()
+        fam = get_family("single_neuron")
+        config = json.loads(json.dumps(to_dict(make_config(
+            fam.Config, {"family": "single_neuron", "max_steps": 10})), default=str))
+        (out / "run.json").write_text(json.dumps({"family": "single_neuron",
+                                                  "config": config}))
+    elif before == "file":
+        out.write_text("a file")
     elif before == "no-dask":
         monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
     files = tree(tmp_path)

@@ -2,6 +2,7 @@
 moments in the slow suite) and rerun end with exactly the uninterrupted result; what a
 killed writer leaves is never read as done; a second sweep on a busy folder is refused;
 reruns are bit-identical."""
+import json
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import xarray as xr
 
 import twolayer
 from twolayer import store
+from twolayer.config import ConfigError
 
 # three shards (2 + 2 + 1 runs) of runs that never stop: about 3 s each
 LONG_TOML = """
@@ -208,3 +210,144 @@ def test_sigkill_at_random_moments(tmp_path, spec, env, reference, seed):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert_same_as(out, reference)
+
+
+# ---------------------------------------------------------------- sweeps that grow, repairs
+GROW = {
+    "name": "grow",
+    "base": {"width": 2, "n_train": 4, "sampling": "gaussian", "init_scale": 1e-3},
+    "train": {"learning_rate": 0.1, "max_steps": 60, "n_checkpoints": 6, "loss_tol": 0.0},
+    "axes": {"seed": [0, 1], "imbalance": [0.0, 1.0]},
+}
+
+
+def grown(**axes):
+    spec = json.loads(json.dumps(GROW))
+    spec["axes"].update(axes)
+    return spec
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """The number of runs trained (not reused) during the test."""
+    from twolayer import sweeps
+
+    count = []
+    real = sweeps.run_shard
+
+    def counting(shard, *args, **kwargs):
+        count.append(len(shard.configs))
+        return real(shard, *args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "run_shard", counting)
+    monkeypatch.setenv("TWOLAYER_PROGRESS", "0")
+    return count
+
+
+def test_a_grown_sweep_trains_only_the_new_runs_and_equals_one_sweep(tmp_path, trained, capsys):
+    out = tmp_path / "o"
+    twolayer.sweep(GROW, out, shard_size=3)
+    assert sum(trained) == 4
+    # one more seed, one more imbalance value, another shard size: 9 runs, 4 of them done
+    final = grown(seed=[0, 1, 2], imbalance=[0.0, 0.5, 1.0])
+    got = twolayer.sweep(final, out, shard_size=2)
+    assert sum(trained) == 4 + 5
+    err = capsys.readouterr().err
+    assert "seed +1 (2)" in err and "imbalance +1 (0.5)" in err
+    assert "4 of 9 runs done before (reused), 5 to train" in err
+    want = twolayer.sweep(final, tmp_path / "at-once")
+    xr.testing.assert_allclose(got.drop_attrs(), want.drop_attrs(), rtol=1e-12, atol=0)
+    assert list(got.seed.values) == [0, 1, 2]
+    # a shrunk sweep (a value dropped) and another shard size: nothing trained
+    before = sum(trained)
+    small = twolayer.sweep(grown(seed=[2, 0]), out, shard_size=7)
+    assert sum(trained) == before
+    xr.testing.assert_allclose(small.drop_attrs(), want.sel(seed=[2, 0], imbalance=[0.0, 1.0])
+                               .drop_attrs(), rtol=1e-12, atol=0)
+    assert store.info(out)["runs_total"] == 4
+
+
+def test_a_changed_setting_is_refused_unless_replace(tmp_path, trained):
+    out = tmp_path / "o"
+    twolayer.sweep(GROW, out)
+    changed = grown()
+    changed["train"]["n_checkpoints"] = 8  # alters every finished run
+    with pytest.raises(ConfigError, match=r"changed: n_checkpoints 6 -> 8\), which alters its "
+                                          r"finished runs; choose a new --out folder, or pass "
+                                          r"--replace"):
+        twolayer.sweep(changed, out)
+    assert sum(trained) == 4
+    ds = twolayer.sweep(changed, out, replace=True)
+    assert sum(trained) == 8 and ds.sizes["step"] == 8
+    assert twolayer.load(out).sizes["step"] == 8
+
+
+def test_a_damaged_manifest_never_retrains_a_finished_shard(tmp_path, trained, capsys):
+    out = tmp_path / "o"
+    want = twolayer.sweep(GROW, out, shard_size=1)
+    (out / "sweep.json").write_text('{"name": "grow", "shards": [{"ke')  # truncated
+    (out / "result.nc").write_bytes((out / "result.nc").read_bytes()[:500])
+    with pytest.raises(ConfigError, match="sweep.json is unreadable") as err:
+        store.info(out)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="cannot read .*result.nc"):
+        twolayer.load(tmp_path / "o" / "result.nc")
+    # temporaries of killed writers, in the folder and its subfolders
+    (out / f".result.nc{store.TMP}4242-dead").write_bytes(b"half")
+    (out / "figures").mkdir()
+    (out / "figures" / f".fig.png{store.TMP}4242-dead").write_bytes(b"half")
+    got = twolayer.sweep(GROW, out, shard_size=3)  # another shard size as well
+    assert sum(trained) == 4  # the first sweep's, none since
+    assert "sweep.json is unreadable" in capsys.readouterr().err
+    xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
+    xr.testing.assert_identical(twolayer.load(out).drop_attrs(), want.drop_attrs())
+    assert not list(out.rglob(f"*{store.TMP}*"))
+    info = store.info(out)
+    assert info["runs_done"] == info["runs_total"] == 4
+    # sweep.json lost altogether: the shards are found again
+    (out / "sweep.json").unlink()
+    twolayer.sweep(GROW, out)
+    assert sum(trained) == 4
+
+
+def test_run_out_takes_the_folder_and_refuses_a_sweeps(tmp_path):
+    sweep_out = tmp_path / "s"
+    twolayer.sweep(GROW, sweep_out)
+    before = {p: p.read_bytes() for p in sweep_out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="holds the results of a sweep"):
+        twolayer.run(max_steps=10, out=sweep_out)
+    assert {p: p.read_bytes() for p in sweep_out.rglob("*") if p.is_file()} == before
+    run_out = tmp_path / "r"
+    ds = twolayer.run(max_steps=10, out=run_out, progress=False)
+    xr.testing.assert_identical(twolayer.load(run_out).drop_attrs(), ds.drop_attrs())
+    twolayer.run(max_steps=10, out=run_out, progress=False)  # the same run again: fine
+    with pytest.raises(ConfigError, match="holds the result of another run"):
+        twolayer.run(max_steps=11, out=run_out)
+    with pytest.raises(ConfigError, match="holds the result of a single run"):
+        twolayer.sweep(GROW, run_out)
+
+
+# ---------------------------------------------------------------- signals
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_main_process_stops_every_worker(tmp_path, spec, env, sig):
+    """processes:2 on three long shards: the signal to the main process alone (not its
+    group) ends it and both workers within seconds, and no shard is started after it."""
+    import psutil
+
+    out = tmp_path / "o"
+    proc = subprocess.Popen(command(spec, out, "--executor", "processes:2"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(list((out / "state").glob("*.npz"))) >= 2, proc)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2
+    started = time.monotonic()
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proc.returncode in (130, -sig), proc.stderr.read()
+    assert "interrupted; rerun the same command" in proc.stderr.read()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, alive
+    assert len(list((out / "state").glob("*.npz"))) == 2  # the third shard never started
+    assert not shard_files(out)

@@ -54,7 +54,8 @@ def _cmd_run(args, extra):
             value, i = extra[i + 1], i + 1
         settings[name] = _parse_value(value)
         i += 1
-    ds = api.run(args.family, progress=None, **settings)
+    ds = api.run(args.family, progress=None, out=args.out, max_memory=args.max_memory,
+                 **settings)
     summary = {k: ds[k].item() for k in ("stop_step", "converged", "diverged", "recovered")
                if k in ds and ds[k].ndim == 0}
     summary["train_loss"] = float(ds.train_loss[-1])
@@ -63,9 +64,7 @@ def _cmd_run(args, extra):
     if args.out:
         from . import plots, store
 
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        store.write_result(folder, ds)
+        folder = Path(args.out)  # api.run wrote result.nc and run.json there
         path = plots.save(plots.run_figure(ds), folder / "run.png")
         print(f"result: {store.result_path(folder)}\nfigure: {path}")
 
@@ -74,7 +73,8 @@ def _cmd_sweep(args, extra):
     from . import api
 
     api.sweep(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
-              executor=args.executor, state_every=args.state_every)
+              executor=args.executor, state_every=args.state_every, replace=args.replace,
+              max_memory=args.max_memory)
 
 
 def _cmd_reproduce(args, extra):
@@ -82,7 +82,8 @@ def _cmd_reproduce(args, extra):
 
     out = args.out or f"runs/{args.preset}-{args.scale}"
     _, paths = api.reproduce(args.preset, out, scale=args.scale, shard_size=args.shard_size,
-                             executor=args.executor, state_every=args.state_every)
+                             executor=args.executor, state_every=args.state_every,
+                             replace=args.replace, max_memory=args.max_memory)
     for p in paths:
         print(f"figure: {p}")
 
@@ -140,6 +141,10 @@ def _run_epilog(family: str) -> str:
     return "\n".join(lines)
 
 
+MEMORY_HELP = ("refuse work estimated to need more memory than SIZE (e.g. 16G; 'none': no "
+               "limit; default: $TWOLAYER_MAX_MEMORY, else the physical memory)")
+
+
 def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``run_family``, ``run --help`` lists that family's settings (built only
     when asked: it imports the family's module, and so JAX)."""
@@ -154,6 +159,8 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
                    help="the family (default single_neuron); its settings are listed by "
                         "'run --family NAME --help'")
     r.add_argument("--out", help="folder for result.nc and run.png")
+    r.add_argument("--max-memory", dest="max_memory", metavar="SIZE", default=None,
+                   help=MEMORY_HELP)
     s = sub.add_parser("sweep", help="run a sweep spec (TOML or preset name)")
     s.add_argument("spec")
     s.add_argument("--out", required=True)
@@ -167,6 +174,11 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
         p_.add_argument("--executor", default="local",
                         help="where shards train: local (default), processes:N, "
                              "dask-local:N or dask://HOST:PORT")
+        p_.add_argument("--replace", action="store_true",
+                        help="allow settings that alter the runs already in --out (its "
+                             "result is replaced; without it such a change is refused)")
+        p_.add_argument("--max-memory", dest="max_memory", metavar="SIZE", default=None,
+                        help=MEMORY_HELP)
         p_.add_argument("--state-every", dest="state_every", type=float, default=60.0,
                         metavar="SECONDS", help="save a long shard's training state this "
                         "often, to resume mid-run after a kill (default 60)")
@@ -217,6 +229,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("twolayer: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130
+    except OSError as err:  # a path that cannot be read or written, a full disk
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"twolayer: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     return 0
 
 

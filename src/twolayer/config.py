@@ -22,20 +22,21 @@ class ConfigError(ValueError):
     """A setting is unknown, of the wrong type, or impossible. The message is one line."""
 
 
-def static(default, *, section="base", choices=None, minimum=None, positive=False, bucket=None,
-           doc="", applies=None):
+def static(default, *, section="base", choices=None, minimum=None, maximum=None,
+           positive=False, bucket=None, doc="", applies=None):
     """A field that fixes the compiled program (a ``dataclasses.field``): runs with different
     values are trained in different batched calls.
 
     ``section`` is the sweep file's table the key belongs to (``"base"`` or ``"train"``);
-    ``choices`` (a tuple), ``minimum`` and ``positive`` (> 0) are checked by ``make_config``; ``doc`` is the
+    ``choices`` (a tuple), ``minimum``, ``maximum`` and ``positive`` (> 0) are checked by ``make_config``; ``doc`` is the
     one-line meaning shown in the options tables. ``bucket(cfg)``, if given, is the value the
     program is built for (e.g. an array size rounded up): runs with equal buckets share one
     program and each run receives its own value as a per-run array as well. ``applies =
     (field, values)``: the field means something only when ``field`` takes one of ``values``
     (e.g. ``("optimizer", ("flow",))``); ``make_config`` refuses it when given otherwise."""
     return field(default=default, metadata=dict(kind=STATIC, section=section, choices=choices,
-                                                minimum=minimum, positive=positive,
+                                                minimum=minimum, maximum=maximum,
+                                                positive=positive,
                                                 bucket=bucket, doc=doc, applies=applies))
 
 
@@ -55,6 +56,7 @@ def batched(default, *, section="base", minimum=None, maximum=None, positive=Fal
                                                 default_from=default_from))
 
 
+MAX_CHECKPOINTS = 1000  # each checkpoint records every observable of every run
 ADAM, FLOW = ("optimizer", ("adam",)), ("optimizer", ("flow",))
 FLOW_SOLVERS = ("kvaerno5", "kvaerno4", "kvaerno3", "implicit_euler", "tsit5", "dopri5", "dopri8")
 
@@ -99,8 +101,9 @@ class Training:
                                doc="polish: at most this many Levenberg-Marquardt iterations")
     loss_tol: float = batched(1e-15, section="train", minimum=0.0,
                               doc="a run stops once its training loss is below this (0: never)")
-    n_checkpoints: int = static(100, section="train", minimum=2,
-                                doc="number of log-spaced checkpoints (start and end included)")
+    n_checkpoints: int = static(100, section="train", minimum=2, maximum=MAX_CHECKPOINTS,
+                                doc="number of log-spaced checkpoints (start and end "
+                                    "included; at most max_steps + 1)")
     dtype: str = static("float64", section="train", choices=("float64", "float32"),
                         doc="floating point precision of the whole run")
     seed: int = batched(0, section="train", minimum=0, doc="seed of the initialization stream")
@@ -149,8 +152,40 @@ def suggest(name: str, options) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+INT_LIMIT = 2 ** 53
+"""Integer settings lie in [-INT_LIMIT, INT_LIMIT]: exactly representable in float64 (a TOML or
+command-line number such as 1e19 is a float) and far from int64 overflow in the engine."""
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays (inside dicts, lists and tuples too) turned
+    into Python ones: ``np.int64(2)`` is 2, ``np.array([1, 2])`` is [1, 2]."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # a scalar's tolist() is its Python value
+    return value
+
+
+def check_name(what: str, value: Any) -> str:
+    """A name that becomes a file or folder name (a sweep's ``name``, a figure's ``file``):
+    a non-empty string without a path (no '/', '\\', '..', leading '.', control
+    characters). Returns it; raises ``ConfigError``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{what} must be a non-empty name, got {value!r}")
+    if ("/" in value or "\\" in value or value.startswith(".") or ":" in value
+            or any(ord(ch) < 32 for ch in value)):
+        raise ConfigError(f"{what} must be a plain file name (no '/', '\\', ':', leading "
+                          f"'.' or '..'): files are written inside the output folder; "
+                          f"got {value!r}")
+    return value
+
+
 def _coerce(name: str, value: Any, typ: Any) -> Any:
     """Check a TOML/CLI/Python value against the field's annotated type."""
+    value = plain(value)
     origin = getattr(typ, "__origin__", None)
     args = getattr(typ, "__args__", ())
     if type(None) in args:  # Optional[...]
@@ -166,6 +201,9 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not value.is_integer()):
             raise ConfigError(f"'{name}' must be an integer, got {value!r}")
+        if abs(value) > INT_LIMIT:
+            raise ConfigError(f"'{name}' = {value!r} is too large; integers must lie within "
+                              f"+-2**53 = {INT_LIMIT}")
         return int(value)
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -201,6 +239,10 @@ def make_config(cls, values: dict, *, where: str = "") -> Any:
         if meta.get("choices") and value not in meta["choices"]:
             raise ConfigError(f"'{key}' must be one of {', '.join(map(str, meta['choices']))}; "
                               f"got {value!r}{suggest(str(value), meta['choices'])}")
+        if isinstance(value, tuple):  # a list setting: every number finite
+            for v in value:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"'{key}' must hold finite numbers, got {list(value)!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ConfigError(f"'{key}' must be finite, got {value!r}")

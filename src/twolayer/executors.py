@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Callable, Iterator, NamedTuple
 
 from . import runtime
@@ -107,6 +109,50 @@ def _environ(env: dict):
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def stop_on_signals():
+    """Inside the block, SIGTERM (and SIGHUP) stop the sweep as Ctrl-C does: they raise
+    ``KeyboardInterrupt`` in the main thread, so that executors stop their workers and
+    the caller's ``finally`` clauses run (by default SIGTERM ends Python at once and leaves
+    worker processes running). Outside the main thread: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {}
+    for sig in wanted:
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                old[sig] = signal.signal(sig, interrupt)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _stop_workers(pool, timeout: float = 5.0) -> None:
+    """End a process pool's workers now (terminate, then kill after ``timeout``): shutdown
+    alone lets them finish the shard they train and start the ones already queued."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout)
+
+
 # ---------------------------------------------------------------- the executors
 def _local() -> Executor:
     def map_(fn, items):
@@ -133,7 +179,10 @@ def _processes(n: int) -> Executor:
 
     def close(wait=True):
         if live:
-            live.pop().shutdown(wait=wait, cancel_futures=True)
+            if wait:
+                live.pop().shutdown(wait=True, cancel_futures=True)
+            else:  # a dead worker, an error or Ctrl-C: stop every worker now
+                _stop_workers(live.pop())
 
     def map_(fn, items):
         fn = _InWorker(fn, _cache_dir())

@@ -26,3 +26,15 @@ def per_sample(draw, streams) -> list:
     cuts = np.cumsum([n for _, n in streams])[:-1]
     return jnp.split(out, cuts)
 
+
+
+def normal(key, shape, dtype=jnp.float64):
+    """Standard normals drawn in float64 and cast to ``dtype``: the same draw in every
+    precision (a float32 run is the float64 run's experiment, rounded), unlike
+    ``jax.random.normal(key, shape, float32)``, which draws other numbers."""
+    return jax.random.normal(key, shape, jnp.float64).astype(dtype)
+
+
+def uniform(key, shape, dtype=jnp.float64, minval=0.0, maxval=1.0):
+    """Uniforms on [minval, maxval) drawn in float64 and cast to ``dtype`` (see ``normal``)."""
+    return jax.random.uniform(key, shape, jnp.float64, minval, maxval).astype(dtype)

@@ -98,6 +98,9 @@ def write_result(folder: Path, ds: xr.Dataset) -> None:
     _write_nc(ds, result_path(folder))
 
 
+UNREADABLE_NC = (OSError, ValueError, KeyError, RuntimeError, EOFError)
+
+
 def read_done_shard(folder: Path, key: str) -> xr.Dataset | None:
     """A finished shard, or None when it is missing or unreadable. An unreadable file (not
     written by twolayer's atomic writer, e.g. a truncated copy) is moved aside to
@@ -109,33 +112,107 @@ def read_done_shard(folder: Path, key: str) -> xr.Dataset | None:
         ds = _read_nc(path)
         if ds.attrs.get("shard") == key:
             return ds
-    except (OSError, ValueError, KeyError, RuntimeError):
+    except UNREADABLE_NC:
         pass
-    os.replace(path, path.with_name(path.name + ".corrupt"))
+    _set_aside(path)
     return None
 
 
-def _meta(folder: Path) -> dict:
+def _set_aside(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+
+
+def shard_configs(folder: Path) -> dict[str, list[dict]]:
+    """Every finished shard of a folder: its key and its runs' configs (as dicts), read from
+    the files' attributes (not from sweep.json: a damaged manifest loses nothing). An
+    unreadable file is moved aside (``.corrupt``)."""
+    out = {}
+    for path in sorted((Path(folder) / "shards").glob("*.nc")):
+        try:
+            with xr.open_dataset(path, engine=ENGINE) as ds:
+                key, raw = ds.attrs.get("shard"), ds.attrs.get("configs")
+                fmt = int(ds.attrs.get("shard_format", 2))
+            if key != path.stem or not isinstance(raw, str):
+                raise ValueError("not a shard")
+            configs = json.loads(raw)
+        except UNREADABLE_NC:
+            _set_aside(path)
+            continue
+        out[key] = (fmt, configs)
+    return out
+
+
+def read_meta(folder) -> dict | None:
+    """A folder's sweep.json as a dict; None when there is none; raises ``ConfigError`` when
+    it cannot be read (truncated, not JSON)."""
+    path = Path(folder) / "sweep.json"
+    if not path.exists():
+        return None
     try:
-        return json.loads((folder / "sweep.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("shards", []), list):
+            raise ValueError("not a manifest")
+        return meta
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path} is unreadable ({type(err).__name__}: truncated or not a "
+                          f"sweep manifest); rerun the sweep with its spec to rebuild it (its "
+                          f"finished shards are kept)") from None
 
 
-def check_folder(out, sweep_id: str) -> None:
-    """Refuse, without writing anything, a folder that holds another sweep or other files."""
+OURS = {"sweep.json", "result.nc", "shards", "state", "figures", "run.json", "run.png"}
+"""What twolayer writes in an output folder (besides .lock and temporary files)."""
+
+
+def _ours(p: Path) -> bool:
+    return p.name in OURS or p.name == LOCK or TMP in p.name
+
+
+def check_folder(out, kind: str = "sweep") -> str:
+    """What an output folder holds, without writing anything: ``"new"`` (missing or empty),
+    ``"sweep"`` (a sweep.json, readable or not), ``"run"`` (a run.json) or ``"remains"``
+    (twolayer's files without a manifest: a sweep whose sweep.json was lost). Refuses a file,
+    a folder holding other files, and a folder holding a result of the other ``kind``."""
     folder = Path(out)
-    if (folder / "sweep.json").exists():
-        old = _meta(folder)
-        if old.get("sweep_id") != sweep_id:
-            raise ConfigError(f"{folder} holds the results of another sweep "
-                              f"('{old.get('name', '?')}', scale {old.get('scale', '?')}); "
-                              f"choose a new --out folder")
-    elif folder.exists() and not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} is a file; choose a new --out folder")
-    elif folder.exists() and any(p.name != LOCK for p in folder.iterdir()):
+    if not folder.exists():
+        return "new"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{folder} is not writable; choose another --out folder")
+    names = {p.name for p in folder.iterdir()}
+    if any(not _ours(folder / n) for n in names):
         raise ConfigError(f"{folder} is not empty and holds no twolayer sweep; "
                           f"choose a new --out folder")
+    if "sweep.json" in names:
+        held = "sweep"
+    elif "run.json" in names:
+        held = "run"
+    elif names - {LOCK} - {n for n in names if TMP in n}:
+        held = "remains"
+    else:
+        return "new"
+    if kind == "run" and held != "run":
+        raise ConfigError(f"{folder} holds the results of a sweep; `run --out` writes only into "
+                          f"a new folder or one of its own; choose a new --out folder")
+    if kind == "sweep" and held == "run":
+        raise ConfigError(f"{folder} holds the result of a single run (run.json); choose a "
+                          f"new --out folder")
+    return held
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Remove what killed writers left (``.NAME.tmp-PID-RAND``) in the folder and in its
+    subfolders, and saved training states of shards already finished."""
+    folder = Path(folder)
+    for place in [folder, *(p for p in folder.iterdir() if p.is_dir())]:
+        for tmp in place.glob(f".*{TMP}*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    if (folder / "state").is_dir():
+        for saved in (folder / "state").glob("*.npz"):  # killed between shard and clear
+            if shard_done(folder, saved.stem):
+                saved.unlink(missing_ok=True)
 
 
 LOCK = ".lock"
@@ -194,27 +271,28 @@ def lock_holder(folder) -> str | None:
 
 
 @contextlib.contextmanager
-def open_sweep(out, spec, sweep_id: str, shards):
-    """Create (or reopen, for the same sweep) the output folder and hold its lock."""
+def open_folder(out, check, kind: str = "sweep"):
+    """Create (or reopen) an output folder and hold its lock: ``check(held)`` (``held`` as
+    ``check_folder`` returns it) refuses what may not be written there; it is called before
+    anything is created and again under the lock. Temporaries of killed writers are removed."""
     folder = Path(out)
-    check_folder(folder, sweep_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    check(check_folder(folder, kind))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {folder}: {err.strerror}") from None
     with _locked(folder):
-        check_folder(folder, sweep_id)  # again, now that no other sweep can write
-        for sub in ("shards", "state"):
-            (folder / sub).mkdir(exist_ok=True)
-            for tmp in (folder / sub).glob(f".*{TMP}*"):  # left by a killed writer
-                tmp.unlink(missing_ok=True)
-        for saved in (folder / "state").glob("*.npz"):  # killed between shard and clear
-            if shard_done(folder, saved.stem):
-                saved.unlink()
-        meta = {"name": spec.name, "family": spec.family, "scale": spec.scale,
-                "sweep_id": sweep_id, "spec": spec.raw,
-                "shards": [{"key": s.key, "runs": len(s.configs), "desc": s.desc}
-                           for s in shards]}
-        _atomic(folder / "sweep.json",
-                lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
+        check(check_folder(folder, kind))  # again, now that no other sweep can write
+        remove_temporaries(folder)
         yield folder
+
+
+def write_meta(folder: Path, meta: dict) -> None:
+    """Write sweep.json (atomically)."""
+    for sub in ("shards", "state"):
+        (folder / sub).mkdir(exist_ok=True)
+    _atomic(folder / "sweep.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1,
+                                                                          default=str)))
 
 
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
@@ -269,6 +347,7 @@ def label_runs(ds: xr.Dataset, shard) -> xr.Dataset:
     for name in names:
         ds = ds.assign_coords({name: ("run", np.asarray([c[name] for c in shard.coords]))})
     ds.attrs["shard"] = shard.key
+    ds.attrs["shard_format"] = shard.format
     ds.attrs["configs"] = json.dumps([to_dict(c) for c in shard.configs], default=str)
     return ds
 
@@ -411,15 +490,30 @@ def provenance(spec) -> dict:
     }
 
 
+def read_result(path) -> xr.Dataset:
+    """A result file, loaded; ``ConfigError`` (one line) when it cannot be read."""
+    path = Path(path)
+    try:
+        return _read_nc(path)
+    except UNREADABLE_NC as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        hint = ("rerun the sweep with its spec to rebuild it from its shards"
+                if (path.parent / "sweep.json").exists() and path.name == "result.nc"
+                else "it is truncated or not a netCDF file")
+        raise ConfigError(f"cannot read {path} ({reason[:120]}); {hint}") from None
+
+
 def load(folder) -> xr.Dataset:
     """The merged Dataset of a sweep folder (or of a single result file), loaded into
     memory. Raises ``ConfigError`` for a folder that holds no sweep or no merged result yet
-    (an interrupted sweep: rerun it to finish)."""
+    (an interrupted sweep: rerun it to finish), and for an unreadable result file."""
     path = Path(folder)
     if path.is_file():
-        return _read_nc(path)
+        return read_result(path)
     if result_path(path).exists():
-        return _read_nc(result_path(path))
+        return read_result(result_path(path))
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
     if not (path / "sweep.json").exists():
         raise ConfigError(f"{path} holds no twolayer sweep (no sweep.json)")
     raise ConfigError(f"{path} has no merged result yet; rerun the sweep to finish it "
@@ -433,27 +527,36 @@ def info(folder) -> dict:
     shard, with ``resumes_at_step`` when a training state is saved), ``running`` (the lock
     holder, or None) and ``result`` (the path of result.nc, or None); with a result also
     ``dims``, ``variables`` and ``provenance`` (its attributes but the spec). Raises
-    ``ConfigError`` for a folder without sweep.json."""
+    ``ConfigError`` for a folder without sweep.json, an unreadable sweep.json or
+    result.nc."""
     path = Path(folder)
-    meta_path = path / "sweep.json"
-    if not meta_path.exists():
+    meta = read_meta(path) if path.is_dir() else None
+    if meta is None:
         raise ConfigError(f"{path} holds no twolayer sweep (no sweep.json)")
-    meta = json.loads(meta_path.read_text())
-    done = [s for s in meta["shards"] if shard_done(path, s["key"])]
-    keys = {s["key"] for s in meta["shards"]}
+    try:
+        shards = [dict(key=str(s["key"]), runs=int(s["runs"]), desc=str(s.get("desc", "")))
+                  for s in meta["shards"]]
+        head = {"name": meta["name"], "family": meta["family"], "scale": meta["scale"]}
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path / 'sweep.json'} is not a sweep manifest; rerun the sweep "
+                          f"with its spec to rebuild it") from None
+    done = [s for s in shards if shard_done(path, s["key"])]
+    keys = {s["key"] for s in shards}
     partial = {f.stem: TrainingState(path, f.stem).saved_step()
                for f in (path / "state").glob("*.npz") if f.stem in keys}
-    out = {"name": meta["name"], "family": meta["family"], "scale": meta["scale"],
-           "shards_done": len(done), "shards_total": len(meta["shards"]),
+    out = {**head, "shards_done": len(done), "shards_total": len(shards),
            "runs_done": sum(s["runs"] for s in done),
-           "runs_total": sum(s["runs"] for s in meta["shards"]),
+           "runs_total": sum(s["runs"] for s in shards),
            "missing": [dict(s, resumes_at_step=partial.get(s["key"]))
-                       for s in meta["shards"] if s not in done],
+                       for s in shards if s not in done],
            "running": lock_holder(path),
            "result": str(result_path(path)) if result_path(path).exists() else None}
     if out["result"]:
-        with xr.open_dataset(result_path(path), engine=ENGINE) as ds:
-            out["dims"] = dict(ds.sizes)
-            out["variables"] = sorted(ds.data_vars)
-            out["provenance"] = {k: v for k, v in ds.attrs.items() if k != "sweep"}
+        try:
+            with xr.open_dataset(result_path(path), engine=ENGINE) as ds:
+                out["dims"] = dict(ds.sizes)
+                out["variables"] = sorted(ds.data_vars)
+                out["provenance"] = {k: v for k, v in ds.attrs.items() if k != "sweep"}
+        except UNREADABLE_NC:
+            read_result(result_path(path))  # raises its one-line ConfigError
     return out

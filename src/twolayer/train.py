@@ -60,12 +60,15 @@ def checkpoint_steps(max_steps: int, n: int) -> np.ndarray:
     n = min(n, max_steps + 1)
     if n <= 2:
         return np.array([0, max_steps], dtype=np.int64)
+    if n == max_steps + 1:  # every step (what the search below ends with, found at once)
+        return np.arange(max_steps + 1, dtype=np.int64)
     k = n - 1
     while True:
         grid = np.unique(np.round(np.logspace(0, math.log10(max_steps), k)).astype(np.int64))
         if len(grid) >= n - 1 or k > 100 * n:
             break
-        k += 1
+        # one more point at a time (typical grids need k < 7 n), then doubling: bounded
+        k = k + 1 if k < 8 * n else 2 * k
     if len(grid) > n - 1:  # keep the ends, thin the dense start evenly
         keep = np.unique(np.round(np.linspace(0, len(grid) - 1, n - 1)).astype(int))
         grid = grid[keep]
@@ -439,6 +442,50 @@ def _output_shapes(family_name, family_version, cfg, bp):
 
 
 _CHECKED: dict = {}
+
+
+def _nbytes(tree) -> int:
+    return sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+               for leaf in jax.tree_util.tree_leaves(tree))
+
+
+@functools.lru_cache(maxsize=256)
+def _run_bytes_cached(family_name, family_version, cfg, bp_items):
+    from .family import get
+
+    family = get(family_name)
+    bp = {k: v for k, v in bp_items}
+
+    def outputs(b):
+        params, data, info = family.setup(cfg, b)
+        return (params, data, info, family.observe(cfg, b, params, data),
+                family.finalize(cfg, b, params, data))
+
+    params, data, info, obs, fin = jax.eval_shape(outputs, bp)
+    # a gradient step, traced (not compiled): its largest intermediate array
+    jaxpr = jax.make_jaxpr(lambda b, p, d: jax.grad(
+        lambda q: family.loss(cfg, b, q, d))(p))(bp, params, data)
+    largest = max([_nbytes(v.aval) for e in jaxpr.jaxpr.eqns for v in e.outvars] or [0])
+    state = 3 * _nbytes(params)  # parameters and an optimizer's state (Adam: two moments)
+    if cfg.optimizer == "flow":  # a dense P x P system, and the parameters per checkpoint
+        p = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+        state += 4 * p * p * 8 + cfg.n_checkpoints * _nbytes(params)
+    working = state + _nbytes(data) + _nbytes(info) + 2 * largest
+    recorded = cfg.n_checkpoints * _nbytes(obs) + _nbytes(fin) + _nbytes(info) + 64
+    return working, recorded
+
+
+def run_bytes(family, cfg) -> tuple[int, int]:
+    """Estimated memory of one run of ``cfg``, in bytes, from its shapes alone (nothing is
+    allocated or compiled): ``(working, recorded)``: what training it holds (parameters,
+    optimizer state, data, twice the largest array of a gradient step) and what its record
+    in the result holds (every observable at every checkpoint, the final values)."""
+    from .family import version
+
+    bp = run_values(cfg)
+    return _run_bytes_cached(family.name, version(), static_part(cfg),
+                             tuple((k, jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype))
+                                   for k, v in bp.items()))
 
 
 def check_group(family, cfg) -> None:

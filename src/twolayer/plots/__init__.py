@@ -24,6 +24,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from .. import analysis
+from ..config import check_name
 from .common import DPI, family_of, label, save, setting, sweep_spec
 from .error_vs import clip_of, error_vs
 from .phase import curves, heatmap
@@ -71,6 +72,14 @@ def default_specs(ds) -> list[dict]:
     return [spec]
 
 
+def check_figures(family, dims, specs) -> None:
+    """Refuse, before any training, ``[[figure]]`` tables a sweep of ``family`` (a Family)
+    with axis ``dims`` could not draw (``ConfigError``); see ``checks.check_figures``."""
+    from .checks import check_figures as check
+
+    check(family, dims, specs, kinds={**KINDS, **dict(family.figures)})
+
+
 def draw_all(ds, folder) -> list[Path]:
     """Draw every ``[[figure]]`` of the Dataset's sweep spec into ``folder`` (PNG); returns the
     paths, one per figure spec."""
@@ -79,12 +88,17 @@ def draw_all(ds, folder) -> list[Path]:
     specs = sweep_spec(ds).get("figure") or default_specs(ds)
     if isinstance(specs, dict):
         specs = [specs]
+    fam = family_of(ds)
+    if fam is not None:  # a result written before figures were checked with its sweep
+        check_figures(fam, list(ds.dims), specs)
     paths = []
     for i, spec in enumerate(specs):
-        path = folder / spec.get("file", f"{ds.attrs.get('title', 'figure')}-{i + 1}.png")
+        # a name, never a path: figures are written inside the folder only
+        path = folder / check_name("a figure's 'file'", spec.get(
+            "file", f"{ds.attrs.get('title', 'figure')}-{i + 1}.png"))
         paths.append(save(figure(ds, spec), path, dpi=int(spec.get("dpi", DPI))))
     return paths
 
 
-__all__ = ["figure", "draw_all", "run_figure", "save", "error_vs", "heatmap", "curves",
+__all__ = ["figure", "draw_all", "check_figures", "run_figure", "save", "error_vs", "heatmap", "curves",
            "kinds", "KINDS", "setting", "sweep_spec", "label", "clip_of"]

@@ -106,8 +106,8 @@ def target_factors(cfg, data_seed, target_rank, dtype):
     k = cfg.size
     key_u, key_v = jax.random.split(jax.random.fold_in(keys.stream(data_seed, "train"), 0))
     keep = (jnp.arange(k) < target_rank).astype(dtype)
-    u = jax.random.normal(key_u, (k, k), dtype) * keep
-    v = jax.random.normal(key_v, (k, k), dtype) * keep
+    u = keys.normal(key_u, (k, k), dtype) * keep
+    v = keys.normal(key_v, (k, k), dtype) * keep
     m = u @ v.T
     c = jnp.sqrt(jnp.sqrt(jnp.mean(m * m)))  # split the normalization between U and V
     return u / c, v / c
@@ -117,7 +117,7 @@ def observation_order(cfg, data_seed):
     """The order in which entries are observed: entry e = i k + j is observed iff its rank
     (position in the order) is < n. Sorting k^2 uniform keys (no LAPACK)."""
     key = jax.random.fold_in(keys.stream(data_seed, "train"), 1)
-    u = jax.random.uniform(key, (cfg.size * cfg.size,))
+    u = keys.uniform(key, (cfg.size * cfg.size,))
     return jnp.argsort(jnp.argsort(u))  # rank of each entry
 
 
@@ -152,7 +152,7 @@ def setup(cfg, bp):
     mask = (observation_order(cfg, bp["data_seed"]) < bp["n_train"]).astype(dtype)
     mask = mask.reshape(k, k)
     data = {"target": target, "mask": mask}
-    z = jax.random.normal(keys.stream(bp["seed"], "init"), (2 * m * k,), dtype) * bp["init_scale"]
+    z = keys.normal(keys.stream(bp["seed"], "init"), (2 * m * k,), dtype) * bp["init_scale"]
     params = {"w1": z[:m * k].reshape(m, k), "w2": z[m * k:].reshape(k, m)}
     per_line = jnp.minimum(jnp.min(jnp.sum(mask, axis=0)), jnp.min(jnp.sum(mask, axis=1)))
     info = {"min_observed_per_line": per_line.astype(jnp.int32)}

@@ -281,9 +281,9 @@ def _rows(key, n_rows, size, dtype, mask, law="normal"):
     """Row r drawn from fold_in(key, r), zero beyond the true dimension: a row's values do
     not depend on the padded size (JAX's threefry draws are prefix-stable)."""
     if law == "normal":
-        draw = lambda k: jax.random.normal(k, (size,), dtype)  # noqa: E731
+        draw = lambda k: keys.normal(k, (size,), dtype)  # noqa: E731
     else:
-        draw = lambda k: jax.random.uniform(k, (size,), dtype, -1.0, 1.0)  # noqa: E731
+        draw = lambda k: keys.uniform(k, (size,), dtype, -1.0, 1.0)  # noqa: E731
     (x,) = keys.per_sample(draw, [(key, n_rows)])
     return jnp.where(mask, x, 0.0)
 
@@ -298,7 +298,7 @@ def _init_hidden(cfg, bp, dtype, mask):
     else:  # PyTorch's Conv1d default: uniform in +-1/sqrt(fan_in), fan_in = d
         bound = 1.0 / jnp.sqrt(bp["input_dim"].astype(dtype))
         w0 = _rows(kw, F, cfg.input_dim, dtype, mask, "uniform") * bound
-        b0 = jax.random.uniform(kb, (F,), dtype, -1.0, 1.0) * bound
+        b0 = keys.uniform(kb, (F,), dtype, -1.0, 1.0) * bound
     return w0, b0
 
 
@@ -311,8 +311,8 @@ def _init_output(cfg, bp, dtype):
     if cfg.output_init == "constant":
         return jnp.full((F,), kappa, dtype)
     if cfg.output_init == "gaussian":
-        return kappa * jax.random.normal(kv, (F,), dtype)
-    return kappa * jnp.where(jax.random.uniform(kv, (F,), dtype) < 0.5, 1.0, -1.0).astype(dtype)
+        return kappa * keys.normal(kv, (F,), dtype)
+    return kappa * jnp.where(keys.uniform(kv, (F,), dtype) < 0.5, 1.0, -1.0).astype(dtype)
 
 
 def _unit_rows(a):
@@ -342,7 +342,7 @@ def setup_shared(cfg, bp):
 
     def draw(k):
         k1, k2 = jax.random.split(k)
-        return jnp.concatenate([jax.random.uniform(k1, (4,), dtype), jax.random.normal(k2, (d,), dtype)])
+        return jnp.concatenate([keys.uniform(k1, (4,), dtype), keys.normal(k2, (d,), dtype)])
 
     (train,) = keys.per_sample(draw, [(keys.stream(bp["data_seed"], "train"), n)])
     y_clean, y, first, signs = _labels_and_signal(cfg, train[:, :4], p)
@@ -362,11 +362,11 @@ def setup_shared(cfg, bp):
     # t = U xi_test of the unit rows with sigma P g are Gaussian with covariance
     # sigma^2 U P U^T, drawn as sigma cholesky(U P U^T) z (module docstring)
     k_lab, k_noise = jax.random.split(keys.stream(bp["data_seed"], "test"))
-    u = jax.random.uniform(k_lab, (cfg.n_test, 4), dtype)
+    u = keys.uniform(k_lab, (cfg.n_test, 4), dtype)
     yt_clean, yt, first_t, signs_t = _labels_and_signal(cfg, u, p)
     if cfg.test_sampling == "projected":
         gram_p = gram if cfg.noise == "isotropic" else gram - unit[:, :S] @ unit[:, :S].T
-        z = jax.random.normal(k_noise, (cfg.n_test, K + F), dtype)
+        z = keys.normal(k_noise, (cfg.n_test, K + F), dtype)
         t = sigma * (cholesky_psd(gram_p) @ z.T)  # (K + F, n_test)
     else:
         xi_test = sigma * _project_noise(cfg, _rows(k_noise, cfg.n_test, d, dtype, mask))

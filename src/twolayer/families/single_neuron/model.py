@@ -181,9 +181,9 @@ def _inputs(cfg, bp, dtype):
             x = jnp.linspace(-r, r, cfg.n_train, dtype=dtype)
         return x[:, None], jnp.linspace(-r, r, cfg.n_test, dtype=dtype)[:, None]
     if cfg.sampling == "gaussian":
-        draw = lambda k: jax.random.normal(k, shape, dtype)  # noqa: E731
+        draw = lambda k: keys.normal(k, shape, dtype)  # noqa: E731
     else:
-        draw = lambda k: jax.random.uniform(k, shape, dtype, -r, r)  # noqa: E731
+        draw = lambda k: keys.uniform(k, shape, dtype, -r, r)  # noqa: E731
     x, x_test = keys.per_sample(draw, [(keys.stream(data_seed, "train"), cfg.n_train),
                                        (keys.stream(data_seed, "test"), cfg.n_test)])
     return x, x_test
@@ -203,7 +203,7 @@ def setup(cfg, bp):
     # one draw of standard normals for (a, w, b), then scaled: neighbouring init scales share
     # their randomness, and a and w are the same with and without bias (one draw also
     # compiles faster than three)
-    z = jax.random.normal(keys.stream(bp["seed"], "init"), (m * (d + 2),), dtype)
+    z = keys.normal(keys.stream(bp["seed"], "init"), (m * (d + 2),), dtype)
     params = {"a": z[:m], "w": z[m:m + m * d].reshape(m, d)}
     if cfg.bias:
         params["b"] = z[m + m * d:]
