@@ -107,17 +107,20 @@ def main(argv=None) -> int:
         ok = float(recovered.where(below).max()) == 0.0
         print(f"no recovery below the optimistic size: {'holds' if ok else 'VIOLATED'}")
 
-    # a figure: recovered fraction against n_train, ends and inside, with the thresholds
-    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for key, style in (("all", "-o"), ("ends", "--s"), ("inside", ":^")):
-        ax.plot(ds.n_train.values, table[key].values, style, label=f"recovered ({key})")
-    for key, color in (("optimistic", "k"), ("separation_q2", "tab:red"),
-                       ("separation_q1", "tab:purple"), ("all_perfect", "tab:green")):
-        ax.axvline(sizes[key], color=color, lw=0.8, ls="--", label=f"{key} n = {sizes[key]}")
-    ax.set(xlabel="n_train", ylabel="fraction recovered", ylim=(-0.05, 1.05),
-           xticks=ds.n_train.values, title=f"{ds.attrs['title']}: recovery against n")
-    ax.legend(fontsize=7)
+    # a figure: recovered fraction against n_train, ends and inside, with the thresholds, in
+    # twolayer's paper style (sizes, fonts, colour-blind-safe colours) and its axis labels
+    with plots.style_context():
+        fig = Figure(figsize=(5.2, 2.8), layout="constrained")
+        ax = fig.subplots()
+        for key, style in (("all", "-o"), ("ends", "--s"), ("inside", ":^")):
+            ax.plot(ds.n_train.values, table[key].values, style, label=f"recovered ({key})")
+        for key, color in (("optimistic", "k"), ("separation_q2", "#D55E00"),
+                           ("separation_q1", "#CC79A7"), ("all_perfect", "#009E73")):
+            ax.axvline(sizes[key], color=color, lw=0.8, ls="--",
+                       label=f"{key.replace('_', ' ')} $n = {sizes[key]}$")
+        ax.set(xlabel=plots.label("n_train", ds), ylabel="fraction recovered",
+               ylim=(-0.05, 1.05), xticks=ds.n_train.values)
+        fig.legend(loc="outside right center")
     path = plots.save(fig, folder / "figures" / "recovered_vs_n_train.png")
     print(f"figure: {path}")
     return 0

@@ -172,6 +172,10 @@ CASES = [
      None, "figure 1: unknown kind 'dynamics' for family 'patch_cnn'"),
     ("figure-unknown-format", GOOD + '[[figure]]\nfile = "fig.xyz"\n', SWEEP, None,
      "has an unknown format 'xyz'"),
+    ("figure-unknown-option", GOOD + '[[figure]]\nx = "imbalance"\ncolour = "red"\n', SWEEP,
+     None, "figure 1 (error_vs): unknown option 'colour' for kind 'error_vs'"),
+    ("figure-bad-size", GOOD + '[[figure]]\nx = "imbalance"\nsize = "huge"\n', SWEEP, None,
+     "figure 1 (error_vs): size must be single, double"),
     # corrupt bookkeeping: one line, and what it takes to repair
     ("corrupt-result-info", None, ("info", "{out}"), "corrupt-result",
      "/out/result.nc ("),

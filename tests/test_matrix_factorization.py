@@ -268,10 +268,10 @@ def test_optimistic_sizes_overlay_draws_one_line_per_rank():
                     attrs={"family": "matrix_factorization", "size": 4})
     ax = Figure().subplots()
     handles = FAM.overlays["optimistic_sizes"](ax, ds, {"hue": "target_rank"}, {}, {})
-    assert [h.get_label() for h in handles] == ["optimistic n = 7 (rank 1)",
-                                                "optimistic n = 15 (rank 3)"]
+    assert [h.get_label() for h in handles] == ["optimistic $n = 7$ ($r = 1$)",
+                                                "optimistic $n = 15$ ($r = 3$)"]
     assert [h.get_xdata()[0] for h in handles] == [7, 15]
     assert handles[0].get_color() != handles[1].get_color()  # the hue's colours
     ax = Figure().subplots()  # a panel of one rank
     handles = FAM.overlays["optimistic_sizes"](ax, ds, {}, {}, {"target_rank": 2})
-    assert [h.get_label() for h in handles] == ["optimistic n = 12 (rank 2)"]
+    assert [h.get_label() for h in handles] == ["optimistic $n = 12$ ($r = 2$)"]

@@ -143,14 +143,15 @@ def test_errors_are_clipped_at_the_recovery_threshold():
                   "clip": "recovery_threshold"}):
         fig = plots.figure(ds, spec)
         for ax in fig.axes:
-            if not ax.get_visible():
+            if not ax.get_visible() or not ax.axison:  # a hidden panel, or the legend's slot
                 continue
             ys = _ys(ax)
             assert ys.size and np.nanmin(ys) >= 1e-7
             clip = [ln for ln in ax.get_lines() if ln.get_gid() == "clip"]
             assert len(clip) == 1 and clip[0].get_ydata()[0] == pytest.approx(1e-7)
             assert ax.get_yscale() == "log"
-    assert fig.legends[0].get_texts()[-1].get_text() == "recovery_threshold = 1e-07"
+    legend = fig.legends[0] if fig.legends else fig.axes[-1].get_legend()  # in a spare slot
+    assert legend.get_texts()[-1].get_text() == "recovery threshold = $10^{-7}$"
     # a number clips there; no clip: nothing is clipped
     fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "init_scale"})
     assert not [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "clip"]
@@ -189,7 +190,7 @@ def test_a_family_draws_only_its_own_overlays():
               {"n_train": [10, 20, 40], "snr": [0.1, 0.2]})
     fig = plots.figure(ds, {"kind": "error_vs", "x": "n_train", "hue": "snr"})
     assert not _vlines(fig.axes[0])
-    assert fig.legends[0].get_texts()[0].get_text() == "snr = 0.1"
+    assert fig.legends[0].get_texts()[0].get_text() == "SNR = 0.1"
     with pytest.raises(ValueError, match="unknown overlay 'sample_sizes' for family 'patch_cnn'"):
         plots.figure(ds, {"kind": "error_vs", "x": "n_train", "overlays": ["sample_sizes"]})
     with pytest.raises(ValueError, match="unknown figure kind 'dynamics'"):
@@ -201,12 +202,12 @@ def test_panel_titles_name_the_thresholds():
               {"n_train": [2, 3, 4, 5, 6], "imbalance": [0.0, 1.0]})
     fig = plots.figure(ds, {"kind": "error_vs", "x": "imbalance", "panel": "n_train",
                             "overlays": ["sample_sizes"]})
-    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles == ["n_train = 2 (below optimistic)", "n_train = 3 (optimistic)",
-                      "n_train = 4 (separation Q2)", "n_train = 5 (separation Q1)",
-                      "n_train = 6 (all minima perfect)"]
-    assert fig.axes[0].get_xlabel() == "imbalance c~"
-    assert "mean squared" in fig.axes[0].get_ylabel() or "test_error" in fig.axes[0].get_ylabel()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert titles == ["$n$ = 2 (below optimistic)", "$n$ = 3 (optimistic)",
+                      "$n$ = 4 (separation Q2)", "$n$ = 5 (separation Q1)",
+                      "$n$ = 6 (all minima perfect)"]
+    assert [ax for ax in fig.axes if ax.axison][-1].get_xlabel() == r"initial imbalance $\tilde c$"
+    assert fig.axes[0].get_ylabel() == "final test error (MSE)"
 
 
 def test_diverged_runs_are_marked_not_plotted():
@@ -276,17 +277,17 @@ def test_heatmap_overlay_is_drawn_where_the_condition_holds():
                             "overlays": [{"name": "condition", "condition": "kou",
                                           "constant": 40.0}]})
     ax = fig.axes[0]
-    paths = [p for c in ax.collections for p in getattr(c, "get_paths", lambda: [])()
-             if len(p.vertices) > 10 and c.get_edgecolor().size and c.get_edgecolor()[0][0] == 1.0]
+    paths = [p for c in ax.collections if c.get_gid() == "condition:kou"
+             for p in c.get_paths() if len(p.vertices) > 10]
     assert paths, "no overlay contour drawn"
     x, y = paths[0].vertices.T
     np.testing.assert_allclose(20 * y ** 4 / x, 40.0, rtol=0.03)
-    assert "Kou 2023" in ax.get_legend().get_texts()[0].get_text()
+    assert "Kou 2023" in fig.legends[0].get_texts()[0].get_text()  # one legend, under the panels
 
 
-def _red_contours(ax):
-    return [p for c in ax.collections for p in getattr(c, "get_paths", lambda: [])()
-            if len(p.vertices) > 10 and c.get_edgecolor().size and c.get_edgecolor()[0][0] == 1.0]
+def _contours(ax, gid):
+    return [p for c in ax.collections if c.get_gid() == gid
+            for p in c.get_paths() if len(p.vertices) > 10]
 
 
 def test_cao_overlay_lies_on_n_snr_to_the_q():
@@ -303,11 +304,11 @@ def test_cao_overlay_lies_on_n_snr_to_the_q():
                                 "overlays": [{"name": "condition", "condition": "cao",
                                               "constant": 0.25}]})
         ax = fig.axes[0]
-        paths = _red_contours(ax)
+        paths = _contours(ax, "condition:cao")
         assert paths, "no overlay contour drawn"
         x, y = paths[0].vertices.T
         np.testing.assert_allclose(x * y ** q, 0.25, rtol=0.02)
-        assert "Cao 2022" in ax.get_legend().get_texts()[0].get_text()
+        assert "Cao 2022" in fig.legends[0].get_texts()[0].get_text()
 
 
 def test_hidden_scale_overlay_marks_sigma0_sqrt_d():
@@ -319,6 +320,6 @@ def test_hidden_scale_overlay_marks_sigma0_sqrt_d():
     ds = with_settings(ds, {"family": "patch_cnn", "base": {"input_dim": 400}})
     fig = plots.figure(ds, {"kind": "error_vs", "x": "output_init_scale", "panel": "hidden_init_scale",
                             "overlays": ["hidden_scale"], "yscale": "linear"})
-    lines = [[ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    lines = [[ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_gid() == "hidden_scale"]
              for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert lines == [[pytest.approx(0.001 * 20)], [pytest.approx(0.01 * 20)]]

@@ -46,7 +46,9 @@ The figures: ``figures`` maps a figure kind to ``fn(ds, spec) -> Figure`` (the k
 this family can draw; the generic ones are ``twolayer.plots``); ``overlays`` maps an overlay
 name to ``fn(ax, ds, spec, options, where) -> list of legend handles``, drawn on a generic
 figure that asks for it (``overlays = ["name", {name = "other", ...}]`` in a figure table;
-``where`` is the panel's dim values); ``labels`` gives axis labels for config fields;
+``where`` is the panel's dim values); ``labels`` gives the axis labels of config fields in
+matplotlib mathtext, each a string or a pair (axis label, short symbol for legends and
+panel titles), e.g. ``{"init_scale": (r"init. scale $\alpha$", r"$\alpha$")}``;
 ``run_figure(ds)`` draws one run (default: the generic curves of train_loss and test_error).
 
 ``example`` holds the settings of a small run that trains in about a second (the contract
@@ -74,10 +76,14 @@ KINDS = ("observe", "finalize", "info")
 @dataclass(frozen=True)
 class Variable:
     """One recorded variable: ``dims`` beyond ``run`` and the checkpoint dim, a
-    ``long_name`` (the plot label), ``units`` ("" for none) and its ``kind``: "observe"
-    (recorded at every checkpoint), "finalize" (once, at the end) or "info" (once, at the
-    start: ``setup``'s facts of the initialization). ``optional``: not every config
-    records it (e.g. the parameters of wide networks)."""
+    ``long_name`` (plain text: the Dataset's attribute), ``units`` ("" for none) and its
+    ``kind``: "observe" (recorded at every checkpoint), "finalize" (once, at the end) or
+    "info" (once, at the start: ``setup``'s facts of the initialization). ``optional``: not
+    every config records it (e.g. the parameters of wide networks). ``label``: the axis
+    label in matplotlib mathtext (e.g. ``"output weight $a_k$"``; default the
+    long_name, with the units in brackets); ``scale``: the value axis it is drawn on by
+    default, "log" (errors of a regression, losses, norms) or "linear" (a classification
+    error, a fraction, a signed quantity); "" decides from the values."""
 
     name: str
     long_name: str
@@ -85,6 +91,8 @@ class Variable:
     units: str = ""
     kind: str = "observe"
     optional: bool = False
+    label: str = ""
+    scale: str = ""
 
 
 def _no_coords(cfg) -> dict:
@@ -182,6 +190,9 @@ class Family:
                 fail(f"variable '{v.name}': kind must be one of {', '.join(KINDS)}")
             if not v.long_name:
                 fail(f"variable '{v.name}' has no long_name")
+            if v.scale not in ("", "linear", "log"):
+                fail(f"variable '{v.name}': scale must be 'linear', 'log' or '' (from the "
+                     f"values), got {v.scale!r}")
         for need in ("train_loss", "test_error"):
             if need not in self.table or self.table[need].kind != "observe":
                 fail(f"observe must record '{need}' (declare it in variables, kind 'observe')")

@@ -1,18 +1,86 @@
-"""Helpers shared by every figure: labels, colours, panels, titles, overlays, saving."""
+"""Helpers shared by every figure: the paper style, labels, colours, panels, the figure
+options and their check, overlays, saving.
+
+The paper style (``PAPER``) is a matplotlib rc dict applied to every figure ``figure`` and
+``draw_all`` draw: sizes for a one- or two-column figure, fonts of at least 8 pt at the
+printed size, the Okabe-Ito colour-blind-safe palette for lines, viridis without its faint
+yellow end for heatmaps, vector-friendly fonts in PDF and SVG, 300 dpi PNG.
+"""
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+from cycler import cycler
+from matplotlib import colors as mcolors
+from matplotlib import style as mstyle
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation
 
 from .. import analysis
+from ..config import ConfigError
 
-DPI = 130
-# axis labels of the engine's names (a family adds its own: Family.labels)
-LABELS = {"step": "step", "time": "time", "seed": "seed", "data_seed": "data_seed",
-          "learning_rate": "learning_rate", "run": "run"}
+DPI = 300  # PNG; PDF and SVG are vector
+FORMATS = ("png", "pdf", "svg")  # the ones we name; any format matplotlib writes is taken
+WIDTHS = {"single": 3.4, "double": 7.0}  # inches: one and two columns of a journal page
+ROW_HEIGHT = 2.2  # inches per row of panels
+
+# Okabe & Ito (2008), without the yellow that is hard to see on white
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+SEQUENTIAL = "viridis_paper"  # viridis up to 0.88: its end is a readable yellow-green
+if SEQUENTIAL not in matplotlib.colormaps:
+    _v = matplotlib.colormaps["viridis"]
+    matplotlib.colormaps.register(mcolors.ListedColormap(_v(np.linspace(0.0, 0.88, 256)),
+                                                         name=SEQUENTIAL))
+
+PAPER = {
+    "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "legend.title_fontsize": 8,
+    "figure.titlesize": 10, "figure.labelsize": 9,
+    "axes.prop_cycle": cycler(color=OKABE_ITO), "image.cmap": SEQUENTIAL,
+    "lines.linewidth": 1.3, "lines.markersize": 3.5, "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6, "ytick.major.width": 0.6, "xtick.minor.width": 0.4,
+    "ytick.minor.width": 0.4, "axes.titlepad": 4.0, "legend.frameon": False,
+    "legend.handlelength": 1.8, "legend.borderaxespad": 0.3,
+    "figure.constrained_layout.use": True, "figure.dpi": 100,
+    "savefig.dpi": DPI, "savefig.bbox": "tight", "savefig.pad_inches": 0.03,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",
+}
+"""The default style of every figure (``style = "paper"``)."""
+
+STYLES = {"paper": PAPER,
+          # slides and notebooks: the same, larger
+          "talk": {**PAPER, "font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12,
+                   "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 11,
+                   "legend.title_fontsize": 11, "figure.titlesize": 13,
+                   "lines.linewidth": 1.8, "lines.markersize": 5}}
+"""Named styles for a figure's ``style`` option; any matplotlib style name
+(``matplotlib.style.available``) or a list of names also works, applied on top of
+``paper``."""
+
+# axis labels of the engine's fields and dims in mathtext: a label, or a pair (label, short
+# symbol for legends and panel titles); a family adds its own (Family.labels)
+LABELS = {
+    "step": "step", "time": ("time $t$", "$t$"), "run": "run",
+    "seed": ("initialization seed", "seed"),
+    "data_seed": "data seed",
+    "learning_rate": (r"learning rate $\eta$", r"$\eta$"),
+    "adam_b1": (r"Adam $\beta_1$", r"$\beta_1$"), "adam_b2": (r"Adam $\beta_2$", r"$\beta_2$"),
+    "adam_eps": (r"Adam $\epsilon$", r"$\epsilon$"),
+    "max_steps": "step budget", "max_time": "time budget", "rtol": "relative tolerance",
+    "atol": "absolute tolerance", "tail_switch": "tail-solver switch",
+    "polish_steps": "polish iterations", "loss_tol": "loss tolerance",
+    "n_checkpoints": "checkpoints", "recovery_threshold": "recovery threshold",
+    "n_test": "test samples",
+}
+# variables every family's runs get from the engine or analysis (a family's may rename them)
+VAR_LABELS = {"recovered": "recovered", "converged": "converged", "diverged": "diverged",
+              "stop_step": "steps done", "stop_time": "time $t$ at stop",
+              "grad_norm": r"final gradient norm $\|\nabla L\|$",
+              "trend": r"$d\,\log_{10}$ test error$\,/\,d\,\log_{10}$ step"}
 
 setting = analysis.setting  # a config value of the runs: coordinate or attribute
 sweep_spec = analysis.sweep_spec
@@ -29,46 +97,195 @@ def family_of(ds):
         return None
 
 
-def label(name: str, ds=None) -> str:
-    """The axis label of a config field or dim: the family's (``Family.labels``), else the
-    engine's, else the name itself."""
-    fam = family_of(ds) if ds is not None else None
+def _fam(source):
+    """A Family from a Dataset, a Family, a family name or None."""
+    from ..family import Family, get
+
+    if source is None or isinstance(source, Family):
+        return source
+    if isinstance(source, str):
+        try:
+            return get(source)
+        except Exception:  # noqa: BLE001
+            return None
+    return family_of(source)
+
+
+def _entry(name: str, source=None):
+    fam = _fam(source)
     if fam is not None and name in fam.labels:
         return fam.labels[name]
-    return LABELS.get(name, name)
+    return LABELS.get(name)
 
 
-def _var_label(ds, var: str) -> str:
-    """The variable's long_name (kept by the engine), else the family's, else its name."""
-    if var in ds and ds[var].attrs.get("long_name"):
-        return ds[var].attrs["long_name"]
-    fam = family_of(ds)
-    return (fam.long_name(var) if fam is not None else None) or var
+def label(name: str, source=None) -> str:
+    """The axis label (mathtext) of a config field or dim: the family's (``Family.labels``;
+    ``source`` a Dataset, a Family or a family name), else the engine's, else the name with
+    spaces for underscores."""
+    entry = _entry(name, source)
+    if entry is None:
+        return name.replace("_", " ")
+    return entry[0] if isinstance(entry, tuple) else entry
 
 
-def _fmt(v) -> str:
+def symbol(name: str, source=None) -> str:
+    """The short form of a field's label, for ``symbol = value`` in legends and panel
+    titles (e.g. ``$n$``, ``$\\alpha$``): the second of a (label, symbol) pair, else the
+    label."""
+    entry = _entry(name, source)
+    if isinstance(entry, tuple):
+        return entry[1]
+    return label(name, source)
+
+
+def var_label(source, var: str) -> str:
+    """The axis label (mathtext) of a recorded variable: its family's declared ``label``,
+    else its ``long_name`` (the family's, else the Dataset's) with the units in brackets,
+    else the engine's; ``polished_x`` is x "at the limit"."""
+    base = var.removeprefix("polished_")
+    fam = _fam(source)
+    v = fam.table.get(base) if fam is not None else None
+    text = None
+    if v is not None:
+        text = v.label or (f"{v.long_name} [{v.units}]" if v.units else v.long_name)
+    elif base in VAR_LABELS:
+        text = VAR_LABELS[base]
+    elif hasattr(source, "data_vars") and base in source and source[base].attrs.get("long_name"):
+        text = _plain(source[base].attrs["long_name"])
+    text = text or base.replace("_", " ")
+    return f"{text} at the limit" if var.startswith("polished_") else text
+
+
+def _plain(text: str) -> str:
+    """Plain text that mathtext would misread ($ and ^ outside math): escaped."""
+    return text.replace("$", r"\$")
+
+
+_var_label = lambda ds, var: var_label(ds, var)  # noqa: E731  (the older name)
+
+
+def var_scale(source, var: str, values=None) -> str:
+    """The value axis of a variable: its declared ``scale``, else "log" when the finite
+    values are positive and span more than two decades, else "linear"."""
+    fam = _fam(source)
+    v = fam.table.get(var.removeprefix("polished_")) if fam is not None else None
+    if v is not None and v.scale:
+        return v.scale
+    if values is not None:
+        x = np.asarray(values, float)
+        x = x[np.isfinite(x)]
+        if x.size and np.all(x > 0) and x.max() / x.min() > 100:
+            return "log"
+    return "linear"
+
+
+def _fmt(v, digits: int = 4) -> str:
+    """A coordinate value for a legend or panel title: mathtext powers of ten for very small
+    or large floats (``$10^{-20}$``, ``$2\\times10^{-4}$``)."""
+    v = v.item() if hasattr(v, "item") else v
+    if isinstance(v, (float, np.floating)) and v != 0 and np.isfinite(v) and \
+            (abs(v) < 1e-3 or abs(v) >= 1e5):
+        mant, exp = f"{v:.{max(digits - 2, 1)}e}".split("e")
+        mant = mant.rstrip("0").rstrip(".")
+        power = f"10^{{{int(exp)}}}"
+        if mant in ("1", "-1"):
+            return f"${mant[:-1]}{power}$"
+        return f"${mant}\\times{power}$"
     if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v.item() if hasattr(v, "item") else v)
+        return f"{v:.{digits}g}"
+    return str(v)
 
 
-def _colors(n: int, cmap: str = "viridis"):
-    if cmap == "tab10" and n <= 10:
-        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
-    return [matplotlib.colormaps[cmap](v) for v in np.linspace(0.0, 0.9, max(n, 1))]
+def plural(names, source=None) -> str:
+    """Dims in a phrase such as "mean over seeds": their short symbols, "s" added to a
+    word."""
+    out = []
+    for d in names:
+        sym = symbol(d, source)
+        out.append(sym if sym.endswith("$") else f"{sym}s")
+    return ", ".join(out)
 
 
-def _new(nrows: int, ncols: int, w: float = 3.4, h: float = 2.9, **kw):
-    fig = Figure(figsize=(max(w * ncols + 0.6, 6.0), h * nrows + 0.7), layout="constrained")
+def equals(name: str, value, source=None) -> str:
+    """``symbol = value``, e.g. ``$n$ = 4``."""
+    return f"{symbol(name, source)} = {_fmt(value)}"
+
+
+def _colors(n: int, cmap: str | None = None):
+    """n colours: the Okabe-Ito palette for up to 7 (no ``cmap``), else ``cmap`` (default
+    the sequential paper map) sampled evenly."""
+    if cmap is None and n <= len(OKABE_ITO):
+        return list(OKABE_ITO[:n])
+    cm = matplotlib.colormaps[cmap or SEQUENTIAL]
+    top = 0.88 if cmap in ("viridis", "plasma", "magma", "inferno", "cividis") else 1.0
+    return [cm(v) for v in np.linspace(0.0, top, max(n, 1))]
+
+
+def figsize(spec: dict, nrows: int, ncols: int, legend_right: bool = False) -> tuple:
+    """A figure's size in inches: ``size`` ("single", "double", a width, or [width, height]),
+    else two columns wide for two or more panels a row (or a legend at the side), one
+    otherwise; ``ROW_HEIGHT`` a row."""
+    size = spec.get("size")
+    h = ROW_HEIGHT * nrows + 0.15
+    if isinstance(size, (list, tuple)):
+        return float(size[0]), float(size[1])
+    if isinstance(size, str):
+        return WIDTHS[size], h
+    if isinstance(size, (int, float)):
+        return float(size), h
+    if ncols >= 3 or (ncols == 2 and legend_right):
+        return WIDTHS["double"], h
+    if ncols == 2 or legend_right:
+        return 5.2, h
+    return WIDTHS["single"], max(h, 2.5)
+
+
+def _new(nrows: int, ncols: int, spec: dict | None = None, legend_right: bool = False, **kw):
+    fig = Figure(figsize=figsize(spec or {}, nrows, ncols, legend_right), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
-def _title(fig, ds, text: str = ""):
-    name = ds.attrs.get("title", "")
-    scale = ds.attrs.get("scale", "")
-    head = f"{name} ({scale} scale)" if name and scale else name
-    fig.suptitle(f"{head}: {text}" if head and text else (head or text), fontsize=10)
+def finish(fig, spec: dict, axes=None, xlabel: str | None = None, ylabel: str | None = None):
+    """The options every kind shares, applied last: ``title`` (a figure title; none unless
+    asked), ``xlabel`` / ``ylabel`` (replace the axis labels where the figure has them)."""
+    if spec.get("title"):
+        fig.suptitle(spec["title"])
+    axes = [ax for ax in (axes if axes is not None else fig.axes) if ax.get_visible()]
+    for ax in axes:
+        if "xlabel" in spec and ax.get_xlabel():
+            ax.set_xlabel(spec["xlabel"])
+        if "ylabel" in spec and ax.get_ylabel():
+            ax.set_ylabel(spec["ylabel"])
+    return fig
+
+
+class _FewLogLabels(LogFormatterSciNotation):
+    """Minor tick labels of a log axis only where the view spans under about a decade and a
+    third, and then only at 2 and 5 times a power of ten (matplotlib's default labels 2, 3,
+    4 and 6 too, which overlap on a narrow axis)."""
+
+    def __init__(self):
+        super().__init__(labelOnlyBase=False, minor_thresholds=(1.3, 0.0))
+
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        if self._sublabels != {1}:
+            self._sublabels = {1, 2, 5}
+
+
+def log_ticks(ax, which: str = "both"):
+    """Fewer, non-overlapping labels on a log axis: a major tick per decade (at most about
+    six labelled), minor ticks labelled only on an axis of about a decade (at 2 and 5)."""
+    from matplotlib.ticker import LogLocator
+
+    for name in ("x", "y") if which == "both" else (which,):
+        axis = getattr(ax, f"{name}axis")
+        if axis.get_scale() != "log":
+            continue
+        axis.set_major_locator(LogLocator(base=10, numticks=6))
+        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
+        axis.set_minor_formatter(_FewLogLabels())
 
 
 def _spacing(xs) -> float:
@@ -76,6 +293,152 @@ def _spacing(xs) -> float:
     return float(np.min(np.diff(u))) if len(u) > 1 else 1.0
 
 
+# ---------------------------------------------------------------- figure options
+COMMON_OPTIONS = {
+    "kind": "the figure kind", "file": "the file name in the figures folder",
+    "format": "png, pdf, svg (or another format matplotlib writes), or a list of them "
+              "(default: the file's suffix, else png)",
+    "dpi": f"PNG resolution (default {DPI})",
+    "size": "single, double, a width in inches or [width, height]",
+    "style": "paper (default), talk, a matplotlib style name or a list of them",
+    "title": "a title over the figure (default: none)",
+    "xlabel": "replaces the x axis label", "ylabel": "replaces the y axis label",
+    "legend": "where the legend goes: a matplotlib loc ('upper right', 'best'), 'outside "
+              "right' (or left, top, bottom), 'spare' (an empty panel slot) or 'none'",
+}
+"""The options every figure kind takes."""
+
+KIND_OPTIONS = {
+    "error_vs": ("x", "y", "panel", "hue", "points", "reduce", "over", "clip", "xscale",
+                 "yscale", "ylim", "overlays", "select"),
+    "heatmap": ("var", "x", "y", "panel", "select", "overlays", "xscale", "yscale", "vmin",
+                "vmax", "cmap", "cols"),
+    "curves": ("vars", "hue", "select", "logy", "xscale", "yscale", "cols", "cmap"),
+}
+"""The options of the generic kinds, beyond ``COMMON_OPTIONS``."""
+
+SCALES = ("linear", "log", "symlog")
+
+
+def options(*names):
+    """Declare the options a figure function takes beyond ``COMMON_OPTIONS`` (a family's
+    kind): ``check_spec`` refuses the others."""
+    def mark(fn):
+        fn.options = tuple(names)
+        return fn
+    return mark
+
+
+def _where(spec) -> str:
+    return f"figure '{spec.get('file') or spec.get('kind', 'error_vs')}'"
+
+
+def check_spec(spec: dict, family=None, where: str | None = None) -> None:
+    """Refuse a ``[[figure]]`` table before anything is trained or drawn: an unknown kind
+    for the family, an option the kind does not take, or a bad value of a shared option
+    (format, dpi, size, style, scales). ``family``: a Family, a family name, a Dataset or
+    None (the generic kinds only). One-line ``ConfigError`` naming the option."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"a [[figure]] is a table, got {spec!r}")
+    where = where or _where(spec)
+    kind = spec.get("kind", "error_vs")
+    fam = _fam(family)
+    table = {**{k: None for k in KIND_OPTIONS}, **(dict(fam.figures) if fam else {})}
+    if kind not in table:
+        raise ConfigError(f"{where}: unknown figure kind '{kind}'"
+                          + (f" for family '{fam.name}'" if fam else "")
+                          + f"; allowed: {', '.join(table)}")
+    own = KIND_OPTIONS.get(kind) if kind in KIND_OPTIONS else getattr(table[kind], "options", None)
+    if own is not None:
+        allowed = [*COMMON_OPTIONS, *own]
+        for key in spec:
+            if key not in allowed:
+                raise ConfigError(f"{where}: unknown option '{key}' for kind '{kind}'; "
+                                  f"allowed: {', '.join(allowed)}")
+    formats = spec.get("format", [])
+    for f in [formats] if isinstance(formats, str) else formats:
+        if f not in supported_formats():
+            raise ConfigError(f"{where}: format {f!r} is not one of "
+                              f"{', '.join(sorted(supported_formats()))}")
+    dpi = spec.get("dpi", DPI)
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 0 < dpi <= 2400:
+        raise ConfigError(f"{where}: 'dpi' must be a number in (0, 2400], got {dpi!r}")
+    size = spec.get("size")
+    ok = (size is None or (isinstance(size, str) and size in WIDTHS) or
+          (isinstance(size, (int, float)) and size > 0) or
+          (isinstance(size, (list, tuple)) and len(size) == 2 and
+           all(isinstance(s, (int, float)) and s > 0 for s in size)))
+    if not ok or isinstance(size, bool):
+        raise ConfigError(f"{where}: size must be single, double, a width in inches or "
+                          f"[width, height], got {size!r}")
+    styles = spec.get("style", [])
+    for s in [styles] if isinstance(styles, str) else styles:
+        if s not in STYLES and s not in mstyle.available:
+            raise ConfigError(f"{where}: unknown style '{s}'; allowed: "
+                              f"{', '.join(STYLES)} or a matplotlib style")
+    for key in ("xscale", "yscale"):
+        if key in spec and spec[key] not in SCALES:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(SCALES)}, "
+                              f"got {spec[key]!r}")
+    for key in ("title", "xlabel", "ylabel"):
+        if key in spec:
+            if not isinstance(spec[key], str):
+                raise ConfigError(f"{where}: {key} must be a string, got {spec[key]!r}")
+            check_mathtext(spec[key], f"{where}: {key}")
+    if "legend" in spec:
+        from matplotlib.legend import Legend
+
+        loc = spec["legend"]
+        if not (isinstance(loc, str) and (loc in Legend.codes or loc in ("none", "spare") or
+                                          loc.startswith("outside "))):
+            raise ConfigError(f"{where}: legend must be a location such as 'upper right', "
+                              f"'outside right' or 'none', got {loc!r}")
+    if spec.get("reduce", "mean") not in ("mean", "median", "max", "min"):
+        raise ConfigError(f"{where}: reduce must be mean, median, max or min, "
+                          f"got {spec['reduce']!r}")
+
+
+def check_mathtext(text: str, where: str = "label") -> None:
+    """Refuse a label that matplotlib's mathtext cannot parse (one-line ConfigError)."""
+    from matplotlib.mathtext import MathTextParser
+
+    parser = MathTextParser("path")
+    for part in re.findall(r"(?<!\\)\$(.+?)(?<!\\)\$", text):
+        try:
+            parser.parse(f"${part}$")
+        except ValueError as e:
+            raise ConfigError(f"{where}: ${part}$ is not valid mathtext "
+                              f"({str(e).splitlines()[0]})") from None
+
+
+@contextlib.contextmanager
+def style_context(spec: dict | None = None):
+    """The paper style, then the figure's ``style`` (names or a list), as an rc context."""
+    styles = (spec or {}).get("style") or []
+    styles = [styles] if isinstance(styles, str) else list(styles)
+    sheets = [PAPER] + [STYLES.get(s, s) for s in styles]
+    with mstyle.context(sheets):
+        yield
+
+
+def legend(fig_or_ax, spec: dict, handles, labels, default: str, **kw):
+    """A legend where ``spec["legend"]`` says (default ``default``; "none": no legend).
+    "outside ..." places it beside the panels (a figure legend)."""
+    loc = spec.get("legend", default)
+    loc = default if loc == "spare" else loc  # a kind without spare slots
+    if loc == "none" or not handles:
+        return None
+    if loc.startswith("outside"):
+        fig = fig_or_ax if isinstance(fig_or_ax, Figure) else fig_or_ax.figure
+        loc = {"outside right": "outside right center", "outside left": "outside left center",
+               "outside top": "outside upper center", "outside bottom": "outside lower center",
+               }.get(loc, loc)
+        return fig.legend(handles, labels, loc=loc, **kw)
+    ax = fig_or_ax.axes[0] if isinstance(fig_or_ax, Figure) else fig_or_ax
+    return ax.legend(handles, labels, loc=loc, **kw)
+
+
+# ---------------------------------------------------------------- overlays
 def overlay_specs(spec: dict) -> list[dict]:
     """A figure's ``overlays``: a list of names or ``{name = ..., options}`` tables."""
     out = []
@@ -92,13 +455,13 @@ def overlay_specs(spec: dict) -> list[dict]:
 
 def check_overlays(ds, spec: dict) -> None:
     """Refuse overlays the runs' family does not give (before anything is drawn)."""
-    fam = family_of(ds)
+    fam = _fam(ds)
     known = dict(fam.overlays) if fam is not None else {}
     for ov in overlay_specs(spec):
         if ov["name"] not in known:
-            raise ValueError(f"figure '{spec.get('kind')}': unknown overlay '{ov['name']}' "
-                             f"for family '{ds.attrs.get('family')}'; allowed: "
-                             f"{', '.join(sorted(known)) or 'none'}")
+            raise ConfigError(f"figure '{spec.get('kind')}': unknown overlay '{ov['name']}' "
+                              f"for family '{fam.name if fam else ds.attrs.get('family')}'; "
+                              f"allowed: {', '.join(sorted(known)) or 'none'}")
 
 
 def draw_overlays(ax, ds, spec: dict, where: dict) -> list:
@@ -108,14 +471,32 @@ def draw_overlays(ax, ds, spec: dict, where: dict) -> list:
     handles = []
     for ov in overlay_specs(spec):
         fn = fam.overlays[ov["name"]]
-        options = {k: v for k, v in ov.items() if k != "name"}
-        handles.extend(fn(ax, ds, spec, options, where) or [])
+        opts = {k: v for k, v in ov.items() if k != "name"}
+        handles.extend(fn(ax, ds, spec, opts, where) or [])
     return handles
 
 
-def save(fig: Figure, path, dpi: int = DPI) -> Path:
-    """Write a figure as PNG (creating the folder); returns the path."""
+# ---------------------------------------------------------------- saving
+def supported_formats() -> set[str]:
+    """The file formats matplotlib writes here (png, pdf, svg, eps, ...)."""
+    return set(Figure().canvas.get_supported_filetypes())
+
+
+def formats_of(spec: dict, path) -> list[str]:
+    """The formats a figure is written in: ``format`` (a name or a list), else the file's
+    suffix (a format matplotlib writes), else png."""
+    f = spec.get("format")
+    if f:
+        return [f] if isinstance(f, str) else list(f)
+    suffix = Path(path).suffix.lstrip(".").lower()
+    return [suffix if suffix in supported_formats() else "png"]
+
+
+def save(fig: Figure, path, dpi: int = DPI, style: dict | None = None) -> Path:
+    """Write a figure (creating the folder); the format is the path's suffix (PNG at
+    ``dpi``, PDF, SVG); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with style_context(style):
+        fig.savefig(path, dpi=dpi)
     return path

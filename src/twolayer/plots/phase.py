@@ -15,7 +15,7 @@ Both take ``select = {dim = value}`` to fix swept dims first.
 ``curves``: variables against the step (log axis), one panel per variable, one colour per
 value of ``hue`` (averaged over the other dims, shaded between the smallest and the
 largest run); for a single run, every entry of a per-sample or per-filter variable is a
-thin line.
+thin line. Each panel is titled by its variable (no figure title unless ``title``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 from .. import analysis
-from .common import _colors, _fmt, _new, _title, _var_label, check_overlays, draw_overlays, label
+from .common import (SEQUENTIAL, _colors, _fmt, _new, check_overlays, draw_overlays, equals,
+                     finish, label, legend, log_ticks, plural, var_label, var_scale)
 
 
 def _is_log(values) -> bool:
@@ -51,9 +52,10 @@ def heatmap(ds, spec: dict):
 
     ``overlays``: the family's overlays to draw on every panel (names or ``{name = ...,
     options}`` tables; e.g. patch_cnn's ``"condition"``, the curve of a benign-overfitting
-    condition). Other keys: ``logx``, ``logy``
-    (default: when the values are log-spaced), ``vmin``, ``vmax``, ``cmap``, ``cols``,
-    ``legend`` (its location), ``title``."""
+    condition). Other keys: ``xscale``, ``yscale`` ("log" or "linear"; default: log when
+    the values are log-spaced), ``vmin``, ``vmax``, ``cmap`` (default viridis without its
+    faint yellow end), ``cols``, ``legend`` (its location). The colour bar names the
+    variable; panel titles name the panel's value (no other title unless ``title``)."""
     var = spec.get("var", "test_error")
     xn, yn, pn = spec["x"], spec["y"], spec.get("panel")
     check_overlays(ds, spec)
@@ -67,30 +69,43 @@ def heatmap(ds, spec: dict):
     panels = list(ds[pn].values) if pn else [None]
     cols = int(spec.get("cols", min(3, len(panels))))
     rows = -(-len(panels) // cols)
-    fig, axes = _new(rows, cols, w=4.0, h=3.4)
+    # one panel: a column and a quarter, tall enough for its colour bar and a legend below
+    fig, axes = _new(rows, cols, {"size": [4.2, 3.2], **spec} if len(panels) == 1 else spec,
+                     sharex=True, sharey=True)
     vmin = spec.get("vmin", float(np.nanmin(da.values)))
     vmax = spec.get("vmax", float(np.nanmax(da.values)))
     norm = mcolors.Normalize(vmin, vmax)
     xs, ys = np.asarray(ds[xn].values, float), np.asarray(ds[yn].values, float)
-    logx, logy = spec.get("logx", _is_log(xs)), spec.get("logy", _is_log(ys))
+    logx = spec["xscale"] == "log" if "xscale" in spec else _is_log(xs)
+    logy = spec["yscale"] == "log" if "yscale" in spec else _is_log(ys)
     for k, pv in enumerate(panels):
         ax = axes[k // cols, k % cols]
         sub = da.sel({pn: pv}) if pn else da
         z = sub.transpose(yn, xn).values
-        mesh = ax.pcolormesh(_edges(xs, logx), _edges(ys, logy), z, cmap=spec.get("cmap", "viridis"),
-                             norm=norm, shading="flat")
+        mesh = ax.pcolormesh(_edges(xs, logx), _edges(ys, logy), z,
+                             cmap=spec.get("cmap", SEQUENTIAL), norm=norm, shading="flat",
+                             rasterized=True)
         handles = draw_overlays(ax, ds, spec, {pn: pv} if pn else {})
-        ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear",
-               xlabel=label(xn, ds), ylabel=label(yn, ds),
-               title=f"{label(pn, ds)} = {_fmt(pv)}" if pn else _var_label(ds, var))
-        if handles:
-            ax.legend(handles=handles, fontsize=6, loc=spec.get("legend", "lower right"))
+        ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear")
+        log_ticks(ax)
+        for axis, vals in ((ax.xaxis, xs), (ax.yaxis, ys)):
+            if len(vals) <= 6:  # a few cells: a tick at each value, none between
+                axis.set_ticks(vals, [_fmt(v, 2) for v in vals])
+                axis.set_ticks([], minor=True)
+        if k >= len(panels) - cols:
+            ax.set_xlabel(label(xn, ds))
+        if k % cols == 0:
+            ax.set_ylabel(label(yn, ds))
+        if pn:
+            ax.set_title(equals(pn, pv, ds))
+        if handles and k == 0:  # the same curves on every panel: one legend, under them
+            legend(fig, spec, handles, [h.get_label() for h in handles], "outside bottom")
     for k in range(len(panels), rows * cols):
         axes[k // cols, k % cols].set_visible(False)
-    fig.colorbar(mesh, ax=axes.ravel().tolist(), label=f"final {_var_label(ds, var)}", shrink=0.9)
-    extra_txt = f" (mean over {', '.join(extra)})" if extra else ""
-    _title(fig, ds, spec.get("title", f"final {var}{extra_txt}"))
-    return fig
+    mean = f"\n(mean over {plural(extra, ds)})" if extra else ""
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), label=f"final {var_label(ds, var)}{mean}",
+                 shrink=0.9 if rows > 1 else 1.0)
+    return finish(fig, spec, axes.ravel()[:len(panels)])
 
 
 def curves(ds, spec: dict):
@@ -98,21 +113,21 @@ def curves(ds, spec: dict):
     panel each; one colour per value of ``hue``, the mean over the other dims drawn with a
     band from the smallest to the largest run. Without ``hue``, a variable whose other dims
     are all at most 64 long (a single run's per-sample or per-filter entries) is drawn as
-    one thin line per entry. ``select = {dim = value}`` fixes dims first; ``logy`` (default:
-    every variable) lists the variables drawn on a log y axis (when positive); ``cols``,
-    ``cmap``, ``title``."""
+    one thin line per entry. ``select = {dim = value}`` fixes dims first; ``logy`` lists the
+    variables drawn on a log y axis (when positive; the others linear); without it,
+    ``yscale`` for every variable, else each variable's declared scale; ``xscale`` (default
+    "log"); ``cols``, ``cmap``."""
     names = spec.get("vars", ["train_loss", "test_error"])
     hue = spec.get("hue")
     ds = ds.sel(spec.get("select", {}))
     hues = list(ds[hue].values) if hue else [None]
     cols = int(spec.get("cols", min(3, len(names))))
     rows = -(-len(names) // cols)
-    fig, axes = _new(rows, cols, w=3.3, h=2.7)
-    clock = analysis.checkpoint_dim(ds["train_loss"])
+    fig, axes = _new(rows, cols, spec)
+    clock = analysis.checkpoint_dim(ds[names[0]])
     grid = ds[clock].values.astype(float)
     step = np.maximum(grid, grid[1] / 2 if len(grid) > 1 else 0.5)  # the start on a log axis
-    colors = _colors(len(hues), spec.get("cmap", "viridis"))
-    logy = set(spec.get("logy", names))
+    colors = _colors(len(hues), spec.get("cmap"))
     for i, var in enumerate(names):
         ax = axes[i // cols, i % cols]
         da = ds[var]
@@ -123,20 +138,28 @@ def curves(ds, spec: dict):
             rest = [d for d in sub.dims if d != clock]
             if not hue and rest and all(ds.sizes[d] <= 64 for d in rest):
                 lines = sub.transpose(clock, *rest).values.reshape(len(step), -1)
-                ax.plot(step, lines, color="tab:blue", lw=0.6, alpha=0.6)
+                one = lines.shape[1] == 1
+                ax.plot(step, lines, color=c, lw=None if one else 0.6, alpha=1 if one else 0.6)
                 continue
             mean = sub.mean(rest).values if rest else sub.values
-            ax.plot(step, mean, color=c, lw=1.4, label=f"{label(hue, ds)} = {_fmt(hv)}" if hue else None)
+            ax.plot(step, mean, color=c, label=equals(hue, hv, ds) if hue else None)
             if rest:
                 ax.fill_between(step, sub.min(rest).values, sub.max(rest).values, color=c, alpha=0.15,
                                 lw=0)
         positive = np.all(np.asarray(da.values)[np.isfinite(da.values)] > 0)
-        ax.set(xscale="log", yscale="log" if (var in logy and positive) else "linear",
-               xlabel=label(clock, ds), title=_var_label(ds, var))
-        ax.title.set_fontsize(8)
+        if "logy" in spec:
+            scale = "log" if var in spec["logy"] else "linear"
+        else:
+            scale = spec.get("yscale") or var_scale(ds, var, da.values)
+        ax.set(xscale=spec.get("xscale", "log"),
+               yscale="log" if (scale == "log" and positive) else "linear")
+        log_ticks(ax)
+        if i >= len(names) - cols:
+            ax.set_xlabel(label(clock, ds))
+        ax.set_title(var_label(ds, var))
     for j in range(len(names), rows * cols):
         axes[j // cols, j % cols].set_visible(False)
     if hue:
-        axes[0, 0].legend(fontsize=6)
-    _title(fig, ds, spec.get("title", ""))
-    return fig
+        h, t = axes[0, 0].get_legend_handles_labels()
+        legend(fig, spec, h, t, "outside right" if len(hues) > 3 else "best")
+    return finish(fig, spec, axes.ravel()[:len(names)])

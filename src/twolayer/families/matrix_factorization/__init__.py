@@ -8,14 +8,16 @@ from . import model
 from .model import Config, predict, target_factors, target_params  # noqa: F401
 
 VARIABLES = (
-    Variable("train_loss", "training loss (1/2 sum over observed entries)"),
-    Variable("test_error", "test MSE (all entries)"),
-    Variable("test_error_unobserved", "test MSE (unobserved entries)"),
-    Variable("balance", "balance |W1 W1^T - W2^T W2|_F"),
-    Variable("product_norm", "|W2 W1|_F"),
+    Variable("train_loss", "training loss (1/2 sum over observed entries)",
+             label=r"training loss $\frac{1}{2}\sum_{\Omega}$", scale="log"),
+    Variable("test_error", "test MSE (all entries)", scale="log"),
+    Variable("test_error_unobserved", "test MSE (unobserved entries)", scale="log"),
+    Variable("balance", "balance |W1 W1^T - W2^T W2|_F",
+             label=r"balance $\|W_1 W_1^\top - W_2^\top W_2\|_F$", scale="log"),
+    Variable("product_norm", "|W2 W1|_F", label=r"$\|W_2 W_1\|_F$"),
     Variable("min_observed_per_line", "fewest observed entries in a row or column",
-             kind="info"),
-    Variable("recovered", "recovered", kind="finalize"),
+             kind="info", scale="linear"),
+    Variable("recovered", "recovered", kind="finalize", scale="linear"),
 )
 
 

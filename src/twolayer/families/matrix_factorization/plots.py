@@ -7,8 +7,11 @@ import numpy as np
 from ...plots.common import _colors, setting
 from . import theory
 
-LABELS = {"n_train": "observed entries n", "target_rank": "target rank r",
-          "size": "size k", "width": "width m", "init_scale": "init_scale"}
+# axis labels of the fields (mathtext): label, or (label, short symbol)
+LABELS = {"n_train": ("observed entries $n$", "$n$"),
+          "target_rank": ("target rank $r$", "$r$"), "size": ("size $k$", "$k$"),
+          "width": ("width $m$", "$m$"),
+          "init_scale": (r"initialization scale $\alpha$", r"$\alpha$")}
 
 
 def _values(ds, name, where):
@@ -34,9 +37,9 @@ def optimistic_sizes(ax, ds, spec, options, where) -> list:
     for k in ks:
         for r in ranks:
             n = int(theory.optimistic_sample_size(int(k), int(r)))
-            color = options.get("color") or colors.get(r, "tab:red")
-            kstr = f", k = {int(k)}" if len(ks) > 1 else ""
-            text = f"optimistic n = {n} (rank {int(r)}{kstr})"
+            color = options.get("color") or colors.get(r, "#D55E00")
+            kstr = f", $k = {int(k)}$" if len(ks) > 1 else ""
+            text = f"optimistic $n = {n}$ ($r = {int(r)}${kstr})"
             # labelled on the axes: the figure's legend collects it from there
             handles.append(ax.axvline(n, color=color, ls=":", lw=1.6, gid="optimistic",
                                       label=text))

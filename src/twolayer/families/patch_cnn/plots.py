@@ -3,14 +3,26 @@ diagrams (overlay ``condition``), and its axis labels."""
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.lines import Line2D
 
 from ...plots.common import setting
 from ...plots.phase import _is_log
 from . import theory
 
-LABELS = {"snr": "snr", "signal_norm": "signal_norm", "input_dim": "input_dim",
-          "n_train": "n_train", "output_init_scale": "output_init_scale"}
+# axis labels of the fields (mathtext): label, or (label, short symbol)
+LABELS = {"snr": (r"SNR $\|\mu\| / (\sigma_p \sqrt{d})$", "SNR"),
+          "signal_norm": (r"signal norm $\|\mu\|$", r"$\|\mu\|$"),
+          "input_dim": ("patch dimension $d$", "$d$"),
+          "n_train": ("training samples $n$", "$n$"),
+          "noise_std": (r"noise std. $\sigma_p$", r"$\sigma_p$"),
+          "label_noise": ("label noise $p$", "$p$"),
+          "width": ("filters per bank $m$", "$m$"),
+          "relu_power": ("ReLU power $q$", "$q$"),
+          "leaky_slope": "leaky ReLU slope",
+          "hidden_init_scale": (r"hidden init. scale $\sigma_0$", r"$\sigma_0$"),
+          "output_init_scale": (r"output init. scale $\kappa$", r"$\kappa$"),
+          "output_learning_rate": (r"output learning rate $\eta_v$", r"$\eta_v$")}
 
 
 def _scalar(ds, name, where: dict, default=None):
@@ -29,8 +41,9 @@ def _scalar(ds, name, where: dict, default=None):
 
 def condition(ax, ds, spec, options, where) -> list:
     """Overlay ``condition`` (on a ``heatmap``): the curve Q = C of a benign-overfitting
-    condition, in red: ``options`` ``condition`` (a key of ``theory.CONDITIONS``: solid
-    "kou", dashed "cao", dotted "small_init"; default "kou") and ``constant`` C (default 1).
+    condition, black with a white edge (seen on every colour of the map): ``options``
+    ``condition`` (a key of ``theory.CONDITIONS``: solid "kou", dashed "cao", dotted
+    "small_init"; default "kou") and ``constant`` C (default 1).
     Q is computed by ``theory.benign_quantity`` from the figure's ``x`` and ``y`` and the
     panel's other settings (``n_train``, ``input_dim``, ``noise_std``, ``relu_power``, the
     signal as ``signal_norm`` or ``snr``: a panel value, else a value shared by every
@@ -71,15 +84,19 @@ def condition(ax, ds, spec, options, where) -> list:
     if not (np.nanmin(Q) < constant < np.nanmax(Q)):
         return []
     style = {"kou": "-", "cao": "--", "small_init": ":"}.get(cond, "-")
-    ax.contour(X, Y, Q, levels=[constant], colors="red", linestyles=style, linewidths=1.6)
-    return [Line2D([], [], color="red", linestyle=style,
+    halo = [patheffects.withStroke(linewidth=3.2, foreground="white")]
+    cs = ax.contour(X, Y, Q, levels=[constant], colors="black", linestyles=style,
+                    linewidths=1.4)
+    cs.set_path_effects(halo)
+    cs.set_gid(f"condition:{cond}")
+    return [Line2D([], [], color="black", linestyle=style, lw=1.4, path_effects=halo,
                    label=theory.CONDITIONS[cond][0].replace("= C", f"= {constant:g}"))]
 
 
 def hidden_scale(ax, ds, spec, options, where) -> list:
     """Overlay ``hidden_scale``: the hidden layer's initial filter norm sigma_0 sqrt(d)
     (``hidden_init_scale``, ``input_dim``: a panel value, else the value every run shares)
-    as a grey dashed line where ``output_init_scale`` kappa is an axis (vertical when it is
+    as a dark dashed line where ``output_init_scale`` kappa is an axis (vertical when it is
     ``x``, horizontal when it is ``y``): "large" and "small" output init are relative to it.
     Left out when kappa is no axis or the scale is not single-valued."""
     sigma0 = _scalar(ds, "hidden_init_scale", where, 0.01)
@@ -87,14 +104,16 @@ def hidden_scale(ax, ds, spec, options, where) -> list:
     if sigma0 is None or d is None:
         return []
     scale = float(sigma0) * np.sqrt(float(d))
-    style = dict(color="0.35", linestyle="--", linewidth=1.2)
+    halo = [patheffects.withStroke(linewidth=3.0, foreground="white")]
+    style = dict(color="0.2", linestyle=(0, (4, 2)), linewidth=1.2, path_effects=halo)
     if spec.get("x") == "output_init_scale":
-        ax.axvline(scale, **style)
+        line = ax.axvline(scale, **style)
     elif spec.get("y") == "output_init_scale":
-        ax.axhline(scale, **style)
+        line = ax.axhline(scale, **style)
     else:
         return []
-    return [Line2D([], [], **style, label=f"sigma_0 sqrt(d) = {scale:.3g}")]
+    line.set_gid("hidden_scale")
+    return [Line2D([], [], **style, label=rf"$\sigma_0 \sqrt{{d}}$ = {scale:.3g}")]
 
 
 OVERLAYS = {"condition": condition, "hidden_scale": hidden_scale}

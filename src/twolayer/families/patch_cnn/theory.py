@@ -37,11 +37,13 @@ def small_init_quantity(n_train, snr):
 
 
 CONDITIONS = {
-    "kou": ("n |mu|^4 / (sigma_p^4 d) = C (Kou 2023; Meng 2024, XOR)", kou_quantity),
-    "cao": ("n SNR^q = C (Cao 2022)", cao_quantity),
-    "small_init": ("n SNR^2 = C (conjecture, small output init)", small_init_quantity),
+    "kou": (r"$n \|\mu\|^4 / (\sigma_p^4 d) = C$ (Kou 2023; Meng 2024, XOR)", kou_quantity),
+    "cao": (r"$n\,\mathrm{SNR}^q = C$ (Cao 2022)", cao_quantity),
+    "small_init": (r"$n\,\mathrm{SNR}^2 = C$ (conjecture, small output init.)",
+                   small_init_quantity),
 }
-"""The benign-overfitting conditions by name: (legend label, function giving Q). The
+"""The benign-overfitting conditions by name: (legend label in matplotlib mathtext,
+function giving Q). The
 ``heatmap`` figure's ``overlays`` name them."""
 
 
