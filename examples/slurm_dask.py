@@ -12,6 +12,9 @@ every job. Workers write the shard files into ``--out``, so it must be on a file
 the compute nodes share (home or scratch); this script (the Dask client) merges them into
 ``result.nc``. Needs ``pip install 'twolayer[dask]'``.
 
+Without a live client: ``twolayer submit SPEC --out DIR`` sends the shards as a SLURM job
+array (submitit) and returns; ``twolayer sweep`` merges them later (docs/scale-out.md).
+
 Faults: a job that is preempted or hits its walltime takes its workers with it; Dask
 reschedules their shards on the other workers (from the shard's saved training state). If
 the whole allocation ends, run this script again with the same arguments: finished shards

@@ -2,10 +2,16 @@
 per-run batched values that ``family.setup`` expects."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from twolayer import runtime
+
+# the Python API turns JAX's persistent compilation cache on, as the CLI does; the suite's
+# process keeps compiling in memory (a test that wants the cache sets it)
+os.environ.setdefault("TWOLAYER_CACHE_DIR", "0")
 
 # float64 and host devices before jax is imported: tests create float64 arrays and call the
 # families' functions directly, not only through the entry points that configure

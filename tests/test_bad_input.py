@@ -144,6 +144,8 @@ CASES = [
     ("changed-setting", GOOD, SWEEP, "sweep-other-steps",
      "holds the results of another sweep ('bad', scale full; changed: max_steps 40 -> 50)"),
     ("out-is-a-file", GOOD, SWEEP, "file", "out is a file"),
+    ("out-under-a-file", GOOD, ("sweep", "{spec}", "--out", "{out}/sub"), "file",
+     "cannot create"),
     # bounds before work
     ("integer-overflow", edit("max_steps = 50", "max_steps = 9223372036854775807"), SWEEP,
      None, "'max_steps' = 9223372036854775807 is too large"),
@@ -256,3 +258,34 @@ def test_the_catalogue_in_the_docs_lists_every_case():
     listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.M))
     assert listed == {c[0] for c in CASES}
     assert len(CASES) >= 20
+
+
+CLASSES = ("Writes stay inside OUT", "Bounds before work", "Figures checked with the sweep",
+           "Corrupt or missing bookkeeping", "Sweeps that grow", "Signals", "Precision",
+           "The Python API", "Generated input")
+
+
+def test_the_docs_state_every_class_with_tests_that_exist():
+    doc = (ROOT / "docs" / "bad-input.md").read_text()
+    headings = re.findall(r"^### (.+)$", doc, flags=re.M)
+    assert set(CLASSES) <= set(headings)
+    for cls in CLASSES:
+        section = doc.split(f"### {cls}\n", 1)[1].split("\n### ", 1)[0]
+        named = re.findall(r"`tests/(test_\w+\.py)::(test_\w+)`", section.replace("\n", " "))
+        assert named, cls
+        for path, test in named:
+            assert f"def {test}(" in (ROOT / "tests" / path).read_text(), (cls, path, test)
+
+
+def test_checkpoint_steps_returns_for_any_count():
+    """The checkpoint grid is found in bounded time for any count (it searched one point at
+    a time: checkpoint_steps(10**6, 10**5) did not return)."""
+    import subprocess
+
+    code = ("from twolayer.train import checkpoint_steps as c; import numpy as np\n"
+            "for m, n in [(10**6, 10**5), (1000, 1000), (50, 100)]:\n"
+            "    g = c(m, n); assert g[0] == 0 and g[-1] == m and (np.diff(g) > 0).all()\n"
+            "    assert len(g) == min(n, m + 1), (m, n, len(g))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -255,7 +255,7 @@ def test_a_grown_sweep_trains_only_the_new_runs_and_equals_one_sweep(tmp_path, t
     err = capsys.readouterr().err
     assert "seed +1 (2)" in err and "imbalance +1 (0.5)" in err
     assert "4 of 9 runs done before (reused), 5 to train" in err
-    want = twolayer.sweep(final, tmp_path / "at-once")
+    want = twolayer.sweep(final, tmp_path / "at-once", shard_size=4)
     xr.testing.assert_allclose(got.drop_attrs(), want.drop_attrs(), rtol=1e-12, atol=0)
     assert list(got.seed.values) == [0, 1, 2]
     # a shrunk sweep (a value dropped) and another shard size: nothing trained

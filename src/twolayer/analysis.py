@@ -120,3 +120,19 @@ def recovery_rate(ds, dim) -> xr.DataArray:
 
 __all__ = ["OUTCOMES", "CHECKPOINT_DIMS", "checkpoint_dim", "sweep_spec", "setting", "final",
            "recovery_rate", "outcome", "outcome_counts"]
+
+
+def run_config(ds, **point) -> dict:
+    """The resolved config of one run (every field, defaults included) as a dict, read back
+    from the ``run_config`` variable that ``sweep`` and ``run`` store (JSON text per run);
+    ``point`` selects the run by its axis values, e.g. ``run_config(ds, n_train=4,
+    imbalance=0.5)``. Turn it into the family's config object with
+    ``twolayer.config.make_config(twolayer.family.get(cfg["family"]).Config, cfg)``."""
+    import json
+
+    if "run_config" not in ds:
+        raise KeyError("this Dataset holds no run_config (written by twolayer before 0.2?)")
+    da = ds["run_config"].sel(**point) if point else ds["run_config"]
+    if da.ndim:
+        raise ValueError(f"{da.size} runs match; give a value for each of {', '.join(da.dims)}")
+    return json.loads(str(da.item()))

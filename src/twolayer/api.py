@@ -12,6 +12,17 @@ from .config import ConfigError, make_config, plain, to_dict
 from .family import get as get_family
 
 
+def _setup() -> None:
+    """JAX set up (``runtime.configure``) and its persistent compilation cache on, as the
+    command line does: a restarted notebook kernel or a new script loads the programs
+    compiled before instead of compiling them again (``TWOLAYER_CACHE_DIR``; ``0`` turns
+    it off; see ``twolayer.executors.enable_compile_cache``)."""
+    runtime.configure()
+    from .executors import enable_compile_cache
+
+    enable_compile_cache()
+
+
 def run(family: str = "single_neuron", *, progress=None, out=None, max_memory=None,
         **settings) -> xr.Dataset:
     """Train one run of ``family`` in this process; ``settings`` are config fields (e.g.
@@ -23,7 +34,7 @@ def run(family: str = "single_neuron", *, progress=None, out=None, max_memory=No
     limit of the estimated memory (see ``twolayer.sweeps.memory_limit``). Returns its
     Dataset: dims ``step`` and the family's own, the settings and provenance in its
     attributes."""
-    runtime.configure()
+    _setup()
     from .train import check_group, run_bytes, train_group
 
     if not isinstance(family, str):
@@ -71,7 +82,8 @@ def _train_one(fam, cfg, spec, config, progress) -> xr.Dataset:
     ds = train_group(fam, [cfg], progress=progress, desc="run").isel(run=0)
     settings_attrs, _ = store.settings_attrs([config])
     ds.attrs = {**settings_attrs, **store.provenance(spec), "scale": ""}
-    return ds
+    ds[store.RUN_CONFIG] = ((), json.dumps(config, sort_keys=True))
+    return store.describe(ds)
 
 
 def _split_sections(fam, settings: dict) -> dict:
@@ -86,7 +98,7 @@ def _split_sections(fam, settings: dict) -> dict:
 
 def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
           executor=None, state_every: float = 60.0, replace: bool = False,
-          max_memory=None) -> xr.Dataset:
+          max_memory=None, job_options=None) -> xr.Dataset:
     """Run a sweep given as a TOML path, a preset name, or a dict (parsed TOML) at ``scale``
     (``"full"`` or one of the spec's ``[scales.NAME]`` tables) and return the merged Dataset
     (dims: the swept names plus ``step`` and the family's own). With ``out`` the shards and
@@ -94,25 +106,30 @@ def sweep(spec, out=None, *, scale: str = "full", shard_size: int = 512, progres
     training state, saved every ``state_every`` seconds); ``out`` must be new, empty, or
     hold the same sweep. ``shard_size``: at most this many runs per shard. ``executor``:
     None or ``"local"`` (in this process), ``"processes:N"``, ``"dask-local:N"``,
-    ``"dask://HOST:PORT"``, or a ``distributed.Client`` (see ``twolayer.executors``).
+    ``"dask://HOST:PORT"``, ``"slurm"`` or ``"submitit-local"`` (jobs through submitit, with
+    ``job_options``: submitit parameters), or a ``distributed.Client`` (see
+    ``twolayer.executors``). ``progress``: True/False for the sweep's progress display
+    (default: on a terminal or in a notebook; see ``twolayer.progress``).
     A folder holding this sweep with other axis values (grown or shrunk) or another shard
     size reuses every finished run and trains only the new ones; other fixed settings, name
     or family are refused unless ``replace``. ``max_memory``: the limit of the estimated
     memory (bytes, or "16G"; default ``TWOLAYER_MAX_MEMORY`` or the physical memory; see
     ``twolayer.sweeps.memory_limit``)."""
-    runtime.configure()
+    _setup()
     return _sweep.run(spec, out, scale=scale, shard_size=shard_size, progress=progress,
                       executor=executor, state_every=state_every, replace=replace,
-                      max_memory=max_memory)
+                      max_memory=max_memory, job_options=job_options)
 
 
-def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
+def reproduce(preset: str, out, *, scale: str = "full", shard_size: int = 512,
               progress=None, executor=None, state_every: float = 60.0,
-              replace: bool = False, max_memory=None) -> tuple[xr.Dataset, list[Path]]:
-    """Run a preset's sweep into ``out`` (default scale ``"quick"``; other arguments as for
-    ``sweep``) and draw its figures into ``out/figures``. Returns the merged Dataset and
-    the paths of the PNG files."""
-    runtime.configure()
+              replace: bool = False, max_memory=None,
+              job_options=None) -> tuple[xr.Dataset, list[Path]]:
+    """Run a preset's sweep into ``out`` (default scale ``"full"``, the study's settings, as
+    for ``sweep``; ``"quick"`` and ``"tiny"`` are smaller; other arguments as for ``sweep``)
+    and draw its figures into ``out/figures``. Returns the merged Dataset and the paths of
+    the PNG files."""
+    _setup()
     from . import presets
     from .config import ConfigError, suggest
 
@@ -123,7 +140,7 @@ def reproduce(preset: str, out, *, scale: str = "quick", shard_size: int = 512,
         raise ConfigError(f"'out' must be a folder path, got {type(out).__name__}")
     ds = _sweep.run(preset, out, scale=scale, shard_size=shard_size, progress=progress,
                     executor=executor, state_every=state_every, replace=replace,
-                    max_memory=max_memory)
+                    max_memory=max_memory, job_options=job_options)
     from . import plots
 
     return ds, plots.draw_all(ds, Path(out) / "figures")

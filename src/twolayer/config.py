@@ -28,7 +28,8 @@ def static(default, *, section="base", choices=None, minimum=None, maximum=None,
     values are trained in different batched calls.
 
     ``section`` is the sweep file's table the key belongs to (``"base"`` or ``"train"``);
-    ``choices`` (a tuple), ``minimum``, ``maximum`` and ``positive`` (> 0) are checked by ``make_config``; ``doc`` is the
+    ``choices`` (a tuple), ``minimum``, ``maximum`` and ``positive`` (> 0) are checked by
+    ``make_config``; ``doc`` is the
     one-line meaning shown in the options tables. ``bucket(cfg)``, if given, is the value the
     program is built for (e.g. an array size rounded up): runs with equal buckets share one
     program and each run receives its own value as a per-run array as well. ``applies =
@@ -183,9 +184,13 @@ def check_name(what: str, value: Any) -> str:
     return value
 
 
+_PLAIN = {int, float, str, bool, type(None), list, tuple}
+
+
 def _coerce(name: str, value: Any, typ: Any) -> Any:
     """Check a TOML/CLI/Python value against the field's annotated type."""
-    value = plain(value)
+    if type(value) not in _PLAIN:
+        value = plain(value)
     origin = getattr(typ, "__origin__", None)
     args = getattr(typ, "__args__", ())
     if type(None) in args:  # Optional[...]

@@ -5,6 +5,12 @@ a Dask cluster.
     processes:N        N worker processes on this machine (spawned)
     dask-local:N       a Dask LocalCluster of N worker processes, started for the sweep
     dask://HOST:PORT   an existing Dask scheduler (tcp://HOST:PORT is the same)
+    slurm              one SLURM job per shard (a job array, through submitit), waited for
+    submitit-local     the same with submitit's local executor (processes on this machine)
+
+The submitit executors need no live client: each job trains its shard into the output
+folder on its own, a killed sweep command leaves them running, and the next run of the sweep
+skips the shards they wrote (``submit`` sends the jobs and returns at once).
 
 From Python, ``executor=`` also takes a ``distributed.Client`` (it is used, not closed).
 
@@ -27,13 +33,14 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 from . import runtime
 from .config import ConfigError
 
 RETRIES = 3  # times a process pool is restarted after a worker died
-SPELLINGS = "local, processes:N, dask-local:N, dask://HOST:PORT"
+SPELLINGS = "local, processes:N, dask-local:N, dask://HOST:PORT, slurm, submitit-local"
 
 
 class Executor(NamedTuple):
@@ -279,11 +286,19 @@ def _count(text: str, spelling: str) -> int:
     return n
 
 
-def open_executor(spec=None) -> Executor:
+def open_executor(spec=None, *, folder=None, job_options=None, name="sweep") -> Executor:
     """An executor from its spelling (None or "local", "processes:N", "dask-local:N",
-    "dask://HOST:PORT"), a ``distributed.Client``, or an ``Executor`` (returned as is).
-    Raises ``ConfigError`` for an unknown spelling, an unreachable scheduler, or a Dask
-    spelling without the ``dask`` extra installed. The caller closes it."""
+    "dask://HOST:PORT", "slurm", "submitit-local"), a ``distributed.Client``, or an
+    ``Executor`` (returned as is). The submitit spellings submit jobs whose files go to
+    ``folder/jobs``, with ``job_options`` (submitit parameters). Raises ``ConfigError`` for an
+    unknown spelling, an unreachable scheduler, or a spelling whose extra is not installed.
+    The caller closes it."""
+    if spec in ("slurm", "submitit-local"):
+        cluster = "slurm" if spec == "slurm" else "local"
+        return _submitit(cluster, folder, dict(job_options or {}), name)
+    if job_options:
+        raise ConfigError("job options (--job) go with the executors slurm and "
+                          "submitit-local only")
     if spec is None or spec == "local":
         return _local()
     if isinstance(spec, Executor):
@@ -304,3 +319,199 @@ def open_executor(spec=None) -> Executor:
             raise ConfigError(f"executor '{spec}': the scheduler address must be HOST:PORT")
         return _dask_remote(f"tcp://{host}")
     raise ConfigError(f"unknown executor '{spec}'; allowed: {SPELLINGS}")
+
+
+# ---------------------------------------------------------------- submitit: jobs, no client
+JOB_DEFAULTS = {"timeout_min": 240, "cpus_per_task": 1, "mem_gb": 4}
+"""The job parameters ``slurm`` / ``submitit-local`` start from (submitit's names; each
+``--job KEY=VALUE`` replaces one)."""
+POLL = 5.0  # seconds between looks at the jobs' states (SLURM: sacct)
+
+
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("the slurm executor and 'twolayer submit' need the optional extra: "
+                          "pip install 'twolayer[slurm]'") from None
+    return submitit
+
+
+def _job_params(name: str, options: dict) -> dict:
+    """submitit parameters: JOB_DEFAULTS, then ``options``; the job script sets the JAX host
+    devices to the job's cores (at most 8) and turns the progress bar off."""
+    params = {"name": f"twolayer-{name}", **JOB_DEFAULTS, **options}
+    cpus = int(params.get("cpus_per_task") or 1)
+    setup = ["unset XLA_FLAGS", f"export TWOLAYER_HOST_DEVICES={min(cpus, 8)}",
+             "export TWOLAYER_PROGRESS=0"]
+    params["slurm_setup"] = setup + list(params.get("slurm_setup") or [])
+    return params
+
+
+def job_executor(cluster: str, folder, name: str = "sweep", **options):
+    """A ``submitit.AutoExecutor`` whose jobs each train one shard: ``cluster`` "slurm",
+    "local" (processes on this machine) or "debug" (in this process); its files (pickled
+    tasks, logs) in ``folder/jobs``; ``options``: submitit parameters over
+    ``JOB_DEFAULTS`` (``ConfigError`` for one submitit does not know)."""
+    submitit = _import_submitit()
+    try:
+        ex = submitit.AutoExecutor(folder=Path(folder) / "jobs", cluster=cluster)
+    except RuntimeError as err:  # SlurmExecutor: no srun here
+        raise ConfigError(f"cannot submit SLURM jobs from this machine ({err}); "
+                          f"'twolayer submit --print-script' shows the job script") from None
+    params = _job_params(name, options)
+    if cluster != "slurm":
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    try:
+        ex.update_parameters(**params)
+    except (ValueError, TypeError, NameError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"bad job option for submitit: {first}") from None
+    return ex
+
+
+def submit_jobs(ex, fn, items) -> list:
+    """Submit ``fn(item)`` for every item as one job array (SLURM) or one job each; returns
+    the submitit jobs. Jobs of the local cluster (all started at once) get one JAX host
+    device each; SLURM jobs as many as their cores (the job script sets it)."""
+    fn = _InWorker(fn, _cache_dir())
+    env = worker_env(1) if ex.cluster != "slurm" else {}
+    with _environ(env):
+        return list(ex.map_array(fn, items)) if items else []
+
+
+def wait_jobs(jobs, poll: float = POLL) -> Iterator[tuple[int, object]]:
+    """``(index, result)`` of each job as it finishes; a failed job is a ``RuntimeError``
+    naming its log."""
+    import time
+
+    pending = dict(enumerate(jobs))
+    while pending:
+        for i, job in list(pending.items()):
+            if job.done():
+                del pending[i]
+                try:
+                    value = job.result()
+                except Exception as err:  # noqa: BLE001 - submitit's FailedJobError and others
+                    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                    raise RuntimeError(f"job {job.job_id} failed ({first}); its log: "
+                                       f"{job.paths.stderr}; rerun to continue") from None
+                yield i, value
+        if pending:
+            time.sleep(poll)
+
+
+def _check_jobs(cluster: str, name: str, options: dict) -> None:
+    """``ConfigError`` now, before a sweep writes anything, for job options submitit refuses
+    or a cluster it cannot reach (made in a scratch folder, removed)."""
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="twolayer-jobs-")
+    try:
+        job_executor(cluster, scratch, name, **options)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _submitit(cluster: str, folder, options: dict, name: str) -> Executor:
+    if folder is None:
+        raise ConfigError(f"the {cluster} job executor needs an output folder (--out): "
+                          f"its jobs write the shards there")
+    _check_jobs(cluster, name, options)
+
+    def map_(fn, items):
+        ex = job_executor(cluster, folder, name, **options)  # the folder exists by now
+        yield from wait_jobs(submit_jobs(ex, fn, items), POLL if cluster == "slurm" else 0.2)
+
+    # jobs are independent of this process: closing (or a kill) leaves them running, and a
+    # rerun of the sweep skips the shards they wrote
+    return Executor("slurm" if cluster == "slurm" else f"submitit-{cluster}", map_, lambda: None)
+
+
+def _sweep_shards(spec, out, scale, shard_size):
+    from . import sweeps
+
+    runtime.configure()
+    spec = spec if isinstance(spec, sweeps.Spec) else sweeps.load_spec(spec, scale)
+    todo = sweeps.shards(spec, shard_size)
+    sweeps._check_groups(spec.family, todo)
+    sweeps._check_portable(todo)
+    return spec, todo
+
+
+class Submitted(Exception):
+    """Raised by ``submit``'s executor once its jobs are sent (carries them): the sweep stops
+    there, its manifest written, without waiting."""
+
+    def __init__(self, jobs):
+        super().__init__(f"{len(jobs)} jobs submitted")
+        self.jobs = jobs
+
+
+def submit(spec, out, *, scale: str = "full", shard_size: int = 512, cluster: str = "slurm",
+           state_every: float = 60.0, replace: bool = False, max_memory=None,
+           **options) -> list:
+    """Submit every unfinished shard of a sweep as an independent job (a SLURM job array
+    through submitit; ``cluster="local"`` to try it on this machine: one process a job) and
+    return the submitit jobs without waiting. Each job trains its shard into ``out`` (which
+    must be on a filesystem the nodes share), as the workers of the other executors do; a
+    later ``twolayer.sweep`` with the same arguments (or ``twolayer sweep``) reads the shard
+    files and merges them. The folder is checked and planned as by ``sweep`` (a grown sweep
+    submits only its new runs; ``replace``, ``max_memory`` as there). ``options``: submitit
+    parameters (see ``JOB_DEFAULTS``). With nothing left to train, the sweep is merged and
+    ``[]`` returned."""
+    from . import sweeps
+
+    runtime.configure()
+    spec = spec if isinstance(spec, sweeps.Spec) else sweeps.load_spec(spec, scale,
+                                                                       max_memory=max_memory)
+    _check_jobs(cluster, spec.name, options)
+
+    def map_(fn, items):
+        ex = job_executor(cluster, out, spec.name, **options)  # the folder exists by now
+        raise Submitted(submit_jobs(ex, fn, items))
+        yield  # noqa: unreachable - a generator, as map is
+
+    name = "slurm" if cluster == "slurm" else f"submitit-{cluster}"
+    try:
+        sweeps.run(spec, out, shard_size=shard_size, progress=False, state_every=state_every,
+                   executor=Executor(name, map_, lambda: None), replace=replace,
+                   max_memory=max_memory)
+    except Submitted as sent:
+        return sent.jobs
+    return []
+
+
+def slurm_script(spec, out, *, scale: str = "full", shard_size: int = 512, **options) -> str:
+    """The sbatch script that ``submit`` would send for the sweep's unfinished shards (one
+    array task per shard), made by submitit; submits and writes nothing, and needs no SLURM
+    on this machine."""
+    from . import store
+
+    spec, todo = _sweep_shards(spec, out, scale, shard_size)
+    n = sum(not store.shard_done(out, s.key) for s in todo) or len(todo)
+    _import_submitit()
+    from submitit.slurm import slurm
+
+    params = {}
+    for key, value in _job_params(spec.name, options).items():  # AutoExecutor's names
+        if key.startswith("slurm_"):
+            params[key[len("slurm_"):]] = value
+        elif key == "timeout_min":
+            params["time"] = value
+        elif key == "mem_gb":
+            params["mem"] = slurm._convert_mem(float(value))
+        elif key == "name":
+            params["job_name"] = value
+        elif key == "tasks_per_node":
+            params["ntasks_per_node"] = value
+        else:
+            params[key] = value
+    folder = (Path(out) / "jobs").absolute()
+    command = f"{sys.executable} -u -m submitit.core._submit {folder}"
+    try:
+        return slurm._make_sbatch_string(command=command, folder=folder, map_count=n, **params)
+    except (ValueError, TypeError, NameError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"bad job option for submitit: {first}") from None

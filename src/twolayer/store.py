@@ -2,17 +2,20 @@
 
 A sweep folder holds:
 
-    sweep.json          the manifest: the spec (after its scale), the sweep id, every shard's key
+    sweep.json          the manifest: the spec (after its scale), every shard's key
     shards/KEY.nc       one finished shard (dim run), named by the hash of its configs
     state/KEY.npz       the saved training state of a shard still in progress
     result.nc           the merged Dataset (dims: the swept names plus step)
     figures/*.png       figures drawn from result.nc
+    jobs/               submitit's files, when shards ran as jobs (twolayer submit)
     .lock               held (flock) by the sweep command working on the folder
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed
 into place, so a file with a final name is always complete: a shard is done exactly when
-its file exists (and it is checked on reading). Temporary files of a killed process are
-removed when the folder is next opened.
+its file exists (and it is checked on reading). A shard file keeps its runs' configs, so
+finished runs are found from the files themselves, whatever sweep.json says. Temporary
+files of a killed process are removed (from the folder and its subfolders) when the folder
+is next opened.
 """
 from __future__ import annotations
 
@@ -68,8 +71,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+COMPRESSION = {"zlib": True, "complevel": 4}  # netCDF-4 deflate (gzip level 4), lossless
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    """Compress every numeric array (not scalars, strings or empty arrays)."""
+    return {k: dict(COMPRESSION) for k, v in ds.variables.items()
+            if v.ndim and v.size and v.dtype.kind in "biuf"}
+
+
 def _write_nc(ds: xr.Dataset, path: Path) -> None:
-    _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE))
+    _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(ds)))
 
 
 def _read_nc(path: Path) -> xr.Dataset:
@@ -160,7 +172,8 @@ def read_meta(folder) -> dict | None:
                           f"finished shards are kept)") from None
 
 
-OURS = {"sweep.json", "result.nc", "shards", "state", "figures", "run.json", "run.png"}
+OURS = {"sweep.json", "result.nc", "shards", "state", "figures", "run.json", "run.png",
+        "jobs"}  # jobs/: submitit's files (twolayer submit, --executor slurm)
 """What twolayer writes in an output folder (besides .lock and temporary files)."""
 
 
@@ -424,6 +437,8 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
     labelled = []
     for d, cs in zip(datasets, configs):
         d = d.assign_coords({n: ("run", _run_values([c[n] for c in cs])) for n in extra_coords})
+        d = d.assign({RUN_CONFIG: ("run", np.array([json.dumps(c, sort_keys=True, default=str)
+                                                    for c in cs], dtype=object))})
         d.attrs.pop("configs", None)
         labelled.append(d)
     datasets = labelled
@@ -446,6 +461,42 @@ def merge(spec, datasets: list[xr.Dataset]) -> xr.Dataset:
     ds.attrs = {**attrs, **provenance(spec)}
     if isinstance(attrs.get("loss"), str) and "train_loss" in ds:
         ds["train_loss"].attrs["loss"] = attrs["loss"]  # which training loss the runs used
+    return describe(ds)
+
+
+RUN_CONFIG = "run_config"  # variable: each run's resolved config, as JSON text
+CONVENTIONS = "CF-1.10"
+CHECKPOINTS = {"step": "training step (updates of gradient descent or Adam)",
+               "time": "gradient-flow time (in units of learning_rate * step)"}
+
+
+def describe(ds: xr.Dataset) -> xr.Dataset:
+    """CF-style attributes (in place, and returned): a ``long_name`` on every variable and
+    coordinate that has none (a setting: its config field's doc; the checkpoint dims; a
+    family's index dim: "index along NAME"), and ``Conventions``. Units are the families'
+    declared ones (``Variable.units``), set by the engine."""
+    from .config import field_specs
+    from .family import get
+
+    try:
+        specs = field_specs(get(ds.attrs.get("family")).Config)
+    except (ConfigError, TypeError):
+        specs = {}
+    for name in [*ds.coords, *ds.data_vars]:
+        attrs = ds[name].attrs
+        if attrs.get("long_name"):
+            continue
+        if name in specs and specs[name].metadata.get("doc"):
+            attrs["long_name"] = specs[name].metadata["doc"]
+        elif name in CHECKPOINTS:
+            attrs["long_name"] = CHECKPOINTS[name]
+        elif name == RUN_CONFIG:
+            attrs["long_name"] = "the run's resolved config (JSON; twolayer.analysis.run_config)"
+        elif name in ds.dims:
+            attrs["long_name"] = f"index along {name}"
+        else:
+            attrs["long_name"] = name.replace("_", " ")
+    ds.attrs["Conventions"] = CONVENTIONS
     return ds
 
 

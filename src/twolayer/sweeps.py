@@ -21,7 +21,9 @@ A spec file::
 
 Runs are grouped by the fields that fix the compiled program (static fields); each group is
 cut into near-equal shards of at most ``shard_size`` runs. A shard's file is named by the hash of its
-run configs and is written atomically, so a rerun skips the shards already finished.
+run configs and is written atomically. A run is known by its resolved config (``run_key``):
+a rerun, a grown sweep or one with another shard size takes every finished run from the
+shard files of its folder and trains only the others (``plan``).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ import numpy as np
 from . import store
 from .config import (ConfigError, check_name, field_specs, make_config, plain, static_key,
                      static_names, suggest, to_dict)
+from .progress import SweepProgress, wanted
 from .family import get as get_family
 
 SHARD_FORMAT = 3  # bump when the engine's output for the same configs changes
@@ -79,6 +82,7 @@ class Shard:
     coords: tuple[dict, ...]  # per run: its axis values
     desc: str
     format: int = SHARD_FORMAT
+    run_keys: tuple[str, ...] = ()  # per run: ``run_key`` of its config
 
 
 # ---------------------------------------------------------------- limits
@@ -337,8 +341,9 @@ def _hash(obj) -> str:
 
 
 def _config_json(cfg) -> dict:
-    """A config as its JSON dict (what a shard file keeps in its ``configs`` attribute)."""
-    return json.loads(json.dumps(to_dict(cfg), default=str))
+    """A config as a dict whose JSON text is what a shard file keeps in its ``configs``
+    attribute (tuples are written as lists): ``run_key`` of either is the same."""
+    return to_dict(cfg)
 
 
 def run_key(config: dict) -> str:
@@ -367,15 +372,18 @@ def _groups(spec: Spec) -> tuple[list[list], list[str]]:
 
 
 def _shard(family: str, part: list, varying: list[str]) -> Shard:
-    cfgs = tuple(c for _, c in part)
-    # named by its runs' configs only: the same runs are the same shard in any sweep
-    key = _hash({"format": SHARD_FORMAT, "family": family, "runs": [to_dict(c) for c in cfgs]})
+    """A shard of ``part``: (coords, config, run key) triples."""
+    cfgs = tuple(c for _, c, _ in part)
+    # named by its runs only: the same runs are the same shard in any sweep
+    key = _hash({"format": SHARD_FORMAT, "family": family, "runs": [k for _, _, k in part]})
     desc = " ".join(f"{n}={getattr(cfgs[0], n)}" for n in varying) or "one group"
-    return Shard(key=key, configs=cfgs, coords=tuple(k for k, _ in part), desc=desc)
+    return Shard(key=key, configs=cfgs, coords=tuple(c for c, _, _ in part), desc=desc,
+                 run_keys=tuple(k for _, _, k in part))
 
 
 def _cut(family: str, members: list, shard_size: int, varying: list[str]) -> list[Shard]:
-    """Near-equal shards of at most shard_size runs (equal shapes share a compiled program)."""
+    """Near-equal shards of at most shard_size runs (equal shapes share a compiled program);
+    ``members``: (coords, config, run key) triples."""
     if not members:
         return []
     count = -(-len(members) // shard_size)
@@ -387,7 +395,9 @@ def shards(spec: Spec, shard_size: int = 512) -> list[Shard]:
     """Every run of the sweep in shards (nothing reused)."""
     shard_size = _check_shard_size(shard_size)
     groups, varying = _groups(spec)
-    return [s for members in groups for s in _cut(spec.family, members, shard_size, varying)]
+    return [s for members in groups for s in _cut(
+        spec.family, [(c, cfg, run_key(to_dict(cfg))) for c, cfg in members], shard_size,
+        varying)]
 
 
 @dataclass
@@ -424,16 +434,17 @@ def plan(spec: Spec, shard_size: int = 512, folder=None, previous: dict | None =
              if isinstance(e, dict) and isinstance(e.get("key"), str)
              and isinstance(e.get("desc"), str)}
     for members in groups:
-        missing = []
+        missing, index = [], {}
         for coords, cfg in members:
             total += 1
-            found = finished.get(run_key(_config_json(cfg)))
+            key = run_key(_config_json(cfg))
+            found = finished.get(key)
             if found is not None:
                 sources.setdefault(found[0], []).append((found[1], coords))
                 reused += 1
             else:
-                missing.append((coords, cfg))
-        index = {run_key(_config_json(cfg)): i for i, (_, cfg) in enumerate(missing)}
+                index[key] = len(missing)
+                missing.append((coords, cfg, key))
         taken: set[int] = set()
         for keys in kept:
             where = [index.get(k) for k in keys]
@@ -532,12 +543,16 @@ class ShardTask:
     state_every: float = 60.0
     progress: bool | None = False
 
-    def __call__(self, item):
+    def __call__(self, item, report=None):
+        from .progress import ensure_handler, log
+
+        ensure_handler()  # a worker process logs to its stderr, as the caller's does
         label, shard = item
+        progress = report if report is not None else self.progress
         if self.folder is None:
-            print(f"{label} ({len(shard.configs)} runs, {shard.desc})", file=sys.stderr, flush=True)
-            ds = run_shard(shard, self.family, self.progress, desc=label)
-            print(f"{label}: {summary(ds)}", file=sys.stderr, flush=True)
+            log.info(f"{label} ({len(shard.configs)} runs, {shard.desc})")
+            ds = run_shard(shard, self.family, progress, desc=label)
+            log.info(f"{label}: {summary(ds)}")
             return ds
         folder = Path(self.folder)
         if store.shard_done(folder, shard.key):  # a retried task whose shard got written
@@ -545,10 +560,9 @@ class ShardTask:
         state = store.TrainingState(folder, shard.key, self.state_every)
         resumed = state.saved_step()
         again = "" if resumed is None else f" resumed at step {resumed}"
-        print(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}", file=sys.stderr,
-              flush=True)
-        ds = run_shard(shard, self.family, self.progress, desc=label, state_file=state)
-        print(f"{label}: {summary(ds)}", file=sys.stderr, flush=True)
+        log.info(f"{label} ({len(shard.configs)} runs, {shard.desc}){again}")
+        ds = run_shard(shard, self.family, progress, desc=label, state_file=state)
+        log.info(f"{label}: {summary(ds)}")
         store.write_shard(folder, shard.key, ds)
         state.clear()
         return resumed
@@ -556,7 +570,7 @@ class ShardTask:
 
 def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
         log=None, executor=None, state_every: float = 60.0, replace: bool = False,
-        max_memory=None):
+        max_memory=None, job_options=None):
     """Run a sweep and return the merged Dataset. With ``out``, shards and the merged result
     are written there and a rerun continues where the last one stopped (long shards from
     their training state saved every ``state_every`` seconds); a grown sweep (more axis
@@ -565,11 +579,13 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     ``executor``: see ``twolayer.executors`` (None: in this process)."""
     from . import runtime
     from .executors import open_executor, stop_on_signals
+    from .progress import ensure_handler, log as logger
 
     runtime.configure()
     if not isinstance(spec, Spec):
         spec = load_spec(spec, scale, max_memory=max_memory)
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    ensure_handler()
+    log = log or logger.info
     if isinstance(state_every, bool) or not isinstance(plain(state_every), (int, float)):
         raise ConfigError(f"'state_every' must be a number of seconds, got {state_every!r}")
     if not state_every >= 0:
@@ -591,14 +607,17 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
     todo = plan(spec, shard_size, out, meta)
     _check_groups(spec.family, todo.train)
     _check_size(spec, todo, max_memory)
-    ex = open_executor(executor)  # an Executor given by the caller stays open
-    task = ShardTask(spec.family, None, state_every, progress if ex.name == "local" else False)
+    # an Executor given by the caller stays open
+    ex = open_executor(executor, folder=out, job_options=job_options, name=spec.name)
+    task = ShardTask(spec.family, None, state_every, False)
+    display = SweepProgress(spec.name, len(todo.sources), todo.runs, show=wanted(progress))
     try:
         if ex.name != "local":
             _check_portable(todo.train)
-        with stop_on_signals():
+        with stop_on_signals(), display.shown():
             if out is None:
-                return store.merge(spec, _assemble(todo, _train(ex, task, todo, None, log)))
+                return store.merge(spec, _assemble(todo, _train(ex, task, todo, None, log,
+                                                                display)))
 
             def check(now):
                 again = store.read_meta(out) if now == "sweep" and meta is not None else meta
@@ -612,12 +631,15 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
                         f"{todo.runs - todo.reused} to train")
                 store.write_meta(folder, _manifest(spec, todo))
                 task = dataclasses.replace(task, folder=str(folder))
-                merged = store.merge(spec, _assemble(todo, _train(ex, task, todo, folder, log)))
+                merged = store.merge(spec, _assemble(todo, _train(ex, task, todo, folder, log,
+                                                                  display)))
                 store.write_result(folder, merged)
+                display.close()
                 log(f"{todo.runs} runs in {len(todo.sources)} shards -> "
                     f"{store.result_path(folder)}")
                 return merged
     finally:
+        display.close()
         if ex is not executor:
             ex.close()
 
@@ -628,16 +650,23 @@ def _manifest(spec: Spec, todo: Plan) -> dict:
     for key, runs in todo.sources.items():
         entry = {"key": key, "runs": len(runs), "desc": todo.descs.get(key, "done before")}
         if key in trained:  # kept as it is by a rerun, to resume its saved training state
-            entry["run_keys"] = [run_key(_config_json(c)) for c in trained[key].configs]
+            entry["run_keys"] = list(trained[key].run_keys)
         entries.append(entry)
     return {"name": spec.name, "family": spec.family, "scale": spec.scale,
             "format": SHARD_FORMAT, "spec": spec.raw, "shards": entries}
 
 
 def _check_size(spec: Spec, todo: Plan, max_memory) -> None:
-    """Refuse a sweep whose estimated memory exceeds the limit, before anything is
-    allocated: its largest shard while training, plus the merged result (twice: the parts
-    and the whole) and the runs' bookkeeping."""
+    """Refuse a sweep whose estimated memory (``estimate``) exceeds the limit, before
+    anything is allocated."""
+    largest, total = estimate(spec, todo)
+    check_memory(total, max_memory, f"{todo.runs} runs (largest shard {fmt_bytes(largest)})")
+
+
+def estimate(spec: Spec, todo: Plan) -> tuple[float, float]:
+    """Estimated memory of a sweep in bytes, from shapes alone (``train.run_bytes``):
+    ``(largest, total)``: its largest shard while training, and that plus the merged
+    result (twice: the parts and the whole) and the runs' bookkeeping."""
     from .train import run_bytes
 
     family = get_family(spec.family)
@@ -651,13 +680,12 @@ def _check_size(spec: Spec, todo: Plan, max_memory) -> None:
         largest = max(largest, padded * working + len(shard.configs) * rec)
     if seen:
         recorded = todo.runs * max(rec for _, rec in seen.values())
-    check_memory(largest + 2 * recorded + todo.runs * RUN_OVERHEAD, max_memory,
-                 f"{todo.runs} runs (largest shard {fmt_bytes(largest)})")
+    return largest, largest + 2 * recorded + todo.runs * RUN_OVERHEAD
 
 
-def _train(ex, task: ShardTask, todo: Plan, folder, log) -> dict:
+def _train(ex, task: ShardTask, todo: Plan, folder, log, display) -> dict:
     """Every source shard's Dataset by key: read when finished before, else trained by
-    ``ex``."""
+    ``ex`` (in this process, the engine reports to ``display`` between chunks)."""
     results, pending = {}, []
     n = len(todo.sources)
     label = {key: f"shard {i + 1}/{n}" for i, key in enumerate(todo.sources)}
@@ -672,15 +700,25 @@ def _train(ex, task: ShardTask, todo: Plan, folder, log) -> dict:
         log(f"{label[key]} ({len(runs)} runs, {todo.descs.get(key, 'done before')}): "
             f"done before, skipped")
         results[key] = ds
+        display.skipped(len(runs))
     for shard in todo.train:
         ds = store.read_done_shard(folder, shard.key) if folder is not None else None
         if ds is not None:  # written since the plan was made
             results[shard.key] = ds
+            display.skipped(len(shard.configs))
         else:
             pending.append(shard)
     items = [(label[s.key], s) for s in pending]
     done = len(results)
-    for j, value in ex.map(task, items):
+    index = {key: i for i, key in enumerate(todo.sources)}
+    if ex.name == "local":  # the engine reports to the display as it trains
+        def fn(item):
+            i = index[item[1].key]
+            display.started(i, len(item[1].configs))
+            return task(item, report=display.reporter(i))
+    else:
+        fn = task
+    for j, value in ex.map(fn, items):
         shard = pending[j]
         note = "" if folder is None or value is None else f", resumed at step {value}"
         if folder is not None:
@@ -690,6 +728,7 @@ def _train(ex, task: ShardTask, todo: Plan, folder, log) -> dict:
                                    f"missing: is {folder} on a filesystem the workers share?")
         results[shard.key] = value
         done += 1
+        display.finished(index[shard.key], len(shard.configs))
         if ex.name != "local":
             log(f"{label[shard.key]} done ({done}/{n}{note})")
     return results

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import sys
 import time
 from typing import NamedTuple
@@ -67,8 +66,9 @@ def checkpoint_steps(max_steps: int, n: int) -> np.ndarray:
         grid = np.unique(np.round(np.logspace(0, math.log10(max_steps), k)).astype(np.int64))
         if len(grid) >= n - 1 or k > 100 * n:
             break
-        # one more point at a time (typical grids need k < 7 n), then doubling: bounded
-        k = k + 1 if k < 8 * n else 2 * k
+        # one more point at a time (grids of up to 1000 points need k < 7 n), then
+        # doubling: a bounded search
+        k = k + 1 if k < 8 * n and n <= 1000 else 2 * k
     if len(grid) > n - 1:  # keep the ends, thin the dense start evenly
         keep = np.unique(np.round(np.linspace(0, len(grid) - 1, n - 1)).astype(int))
         grid = grid[keep]
@@ -543,12 +543,18 @@ def _pad_to(n: int, multiple: int, pow2: bool) -> int:
 
 
 def _progress(total, desc, enabled, unit):
-    if enabled is None:
-        enabled = os.environ.get("TWOLAYER_PROGRESS", "1") != "0" and sys.stderr.isatty()
-    if not enabled:
+    """The engine's own bar (None: none; a callable ``progress`` reports to a sweep's
+    display instead, see ``twolayer.progress``)."""
+    from . import progress
+
+    if callable(enabled) or not progress.wanted(enabled):
         return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+    return progress.bar(total, desc, unit)
+
+
+def _reporter(progress):
+    """The sweep display's callable ``(runs done, runs active)``, or None."""
+    return progress if callable(progress) else None
 
 
 # ---------------------------------------------------------------- the engine
@@ -557,7 +563,10 @@ def train_group(family, cfgs, *, progress=None, desc="train", state_file=None) -
 
     Returns a Dataset with dims ``run`` (in the order of ``cfgs``) and the checkpoint dim
     (``step`` for gradient descent and Adam, ``time`` for gradient flow) plus the family's
-    own dims. With ``state_file`` (an object with ``load() -> dict | None``, ``save(dict)``
+    own dims. ``progress``: True/False/None (a bar of its own: see
+    ``twolayer.progress.wanted``) or a callable ``(runs done, runs active)`` called between
+    chunks of steps (runs done counts a stopped run as 1 and an active one by the fraction of
+    its step budget done; under gradient flow only stopped runs). With ``state_file`` (an object with ``load() -> dict | None``, ``save(dict)``
     and ``every`` seconds, e.g. ``twolayer.store.TrainingState``), the loop's state is
     saved between chunks at most every ``every`` seconds, and a saved state is continued
     from: a killed shard resumes mid-run with the same result."""
@@ -604,8 +613,9 @@ def _loop_descent(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_
         data, bp = _take(data_all, ls.idx), _take(bp_all, ls.idx)
     save = _Saver(state_file)
     bar = _progress(int(grid[-1]), desc, progress, "step")
+    report = _reporter(progress)
     while True:
-        ls = _step_to(prog, ls, data, bp, grid[ls.checkpoint], bar, save)
+        ls = _step_to(prog, ls, data, bp, grid[ls.checkpoint], bar, save, report, grid[-1])
         ls, alive = _record(ls, prog["observe"](ls.state["params"], data, bp))
         if len(alive) == 0 or ls.checkpoint == len(grid) - 1:
             break
@@ -618,9 +628,10 @@ def _loop_descent(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_
     return grid, ls.obs, ls.final
 
 
-def _step_to(prog, ls, data, bp, target, bar, save):
+def _step_to(prog, ls, data, bp, target, bar, save, report=None, last=1):
     """Chunks of steps until every active run has reached step ``target``; between chunks
-    the progress bar is updated and the loop state saved."""
+    the progress bar is updated (or ``report`` called: runs done, counting an active run by
+    its fraction of the ``last`` step, and runs active) and the loop state saved."""
     state, chunk = ls.state, ls.chunk
     done, now = np.asarray(state["done"]), np.asarray(state["step"])
     while (~done & (now < target)).any():
@@ -633,6 +644,11 @@ def _step_to(prog, ls, data, bp, target, bar, save):
             bar.update(int(now.max()) - bar.n)
             bar.set_postfix(active=int((~done[_unique_positions(ls.idx, ls.n_runs)]).sum()),
                             refresh=False)
+        if report is not None:
+            real = _unique_positions(ls.idx, ls.n_runs)
+            alive = ~done[real]
+            frac = np.minimum(now[real][alive] / max(int(last), 1), 1.0).sum()
+            report(ls.n_runs - int(alive.sum()) + float(frac), int(alive.sum()))
         save(ls)
     return ls
 
@@ -699,6 +715,7 @@ def _loop_flow(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all
     save = _Saver(state_file)
     real = _unique_positions(idx, n_runs)
     bar = _progress(n_runs, desc, progress, "run")
+    report = _reporter(progress)
     while True:
         t0 = time.perf_counter()
         state = prog["advance"](ls.state, data, bp, 0.0, ls.chunk)
@@ -708,6 +725,9 @@ def _loop_flow(prog, cfg0, state, data, bp, idx, n_runs, n_dev, data_all, bp_all
             bar.update(int(done[real].sum()) - bar.n)
             t = np.asarray(state["t"])[real]
             bar.set_postfix(t=f"{t[~done[real]].min(initial=np.inf):.3g}", refresh=False)
+        if report is not None:
+            stopped = int(done[real].sum())
+            report(stopped, len(real) - stopped)
         save(ls)
         if done.all():
             break

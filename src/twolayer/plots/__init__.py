@@ -36,6 +36,7 @@ from ..config import check_name
 from .common import (COMMON_OPTIONS, DPI, KIND_OPTIONS, PAPER, STYLES, check_spec, family_of,
                      formats_of, label, save, setting, style_context, sweep_spec, symbol,
                      var_label)
+from . import inline
 from .error_vs import clip_of, error_vs
 from .phase import curves, heatmap
 
@@ -99,6 +100,13 @@ def draw_all(ds, folder, format=None) -> list[Path]:
     of png, pdf, svg) replaces it for every figure. Every spec is checked before any file
     is written."""
     folder = Path(folder)
+    swept = [d for d in ds["test_error"].dims if d not in analysis.CHECKPOINT_DIMS]
+    if not swept and not sweep_spec(ds).get("figure"):  # no axes, no figure asked: the run's
+        path = folder / check_name("the sweep's 'name'", f"{ds.attrs.get('title', 'run')}.png")
+        fig = run_figure(ds)
+        folder.mkdir(parents=True, exist_ok=True)
+        return [save(fig, path.with_suffix(f".{fmt}"))
+                for fmt in formats_of({"format": format} if format else {}, path)]
     specs = sweep_spec(ds).get("figure") or default_specs(ds)
     if isinstance(specs, dict):
         specs = [specs]
@@ -122,6 +130,8 @@ def draw_all(ds, folder, format=None) -> list[Path]:
                               style=spec))
     return paths
 
+
+inline.register()  # Jupyter / IPython: a Figure value of a cell is shown (see plots.inline)
 
 __all__ = ["figure", "draw_all", "check_figures", "run_figure", "save", "error_vs", "heatmap",
            "curves", "kinds", "KINDS", "setting", "sweep_spec", "label", "symbol", "var_label",

@@ -29,7 +29,9 @@ def check_figures(family, dims, specs, kinds) -> None:
         specs = [specs]
     if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
         raise ConfigError("[[figure]] must be tables (kind = ..., file = ...)")
-    known = set(dims) | set(CHECKPOINT_DIMS) | {d for v in family.variables for d in v.dims}
+    dims = list(dims)
+    own = {d for v in family.variables for d in v.dims}  # the family's dims (e.g. neuron)
+    known = set(dims) | set(CHECKPOINT_DIMS) | own
     files = set()
     for i, spec in enumerate(specs, 1):
         where = f"figure {i}"
@@ -38,6 +40,14 @@ def check_figures(family, dims, specs, kinds) -> None:
             raise ConfigError(f"{where}: unknown kind {kind!r} for family '{family.name}'; "
                               f"allowed: {', '.join(kinds)}")
         where = f"figure {i} ({kind})"
+        swept = [d for d in dims if d not in own and d not in CHECKPOINT_DIMS]
+        if kind == "heatmap":
+            for key in ("x", "y"):
+                if key not in spec:
+                    raise ConfigError(f"{where}: needs '{key}' (a dim of the result)")
+        if kind == "error_vs" and not spec.get("x") and not swept:
+            raise ConfigError(f"{where}: needs a swept dim on x, and the sweep has no axes "
+                              f"(without [[figure]] tables it draws its run's figure)")
         keys = list(DIM_KEYS) + (["y"] if kind == "heatmap" else [])
         for key in keys:
             value = spec.get(key)
