@@ -31,8 +31,11 @@ EXPECTED_DIMS = {  # the swept dims, in spec order, then step (gradient flow: ti
     "fig9-flow": ("n_train", "data_seed", "imbalance", "time"),
     "kou2023-heatmap": ("input_dim", "signal_norm", "seed", "step"),
     "kou2023-demo": ("seed", "step"),
-    "init-matters-dynamics": ("output_init_scale", "seed", "step"),
-    "init-matters-phase": ("output_init_scale", "n_train", "snr", "seed", "step"),
+    "init-matters-dynamics": ("output_trainable", "hidden_init_scale", "output_init_scale", "seed",
+                              "step"),
+    "init-matters-phase": ("output_trainable", "output_init_scale", "n_train", "snr", "seed", "step"),
+    "cao2022-phase": ("n_train", "snr", "seed", "step"),
+    "meng2024-xor": ("xor_cosine", "n_train", "signal_norm", "seed", "step"),
     "matrix-completion": ("target_rank", "n_train", "data_seed", "step"),
     # boundary searches: the dims of the boundary points (the seed axis is averaged)
     "boundary-d-scaling": ("activation", "input_dim", "output_init_scale"),
@@ -288,3 +291,43 @@ def test_heatmap_overlay_is_drawn_where_the_condition_holds():
     x, y = paths[0].vertices.T
     np.testing.assert_allclose(20 * y ** 4 / x, 40.0, rtol=0.03)
     assert "Kou 2023" in fig.legends[0].get_texts()[0].get_text()  # one legend, under the panels
+
+
+def _contours(ax, gid):
+    return [p for c in ax.collections if c.get_gid() == gid
+            for p in c.get_paths() if len(p.vertices) > 10]
+
+
+def test_cao_overlay_lies_on_n_snr_to_the_q():
+    """Cao's relu^q curve over (n_train, snr) is n SNR^q = C with q from the runs'
+    relu_power (3 here, 2 in a second panel set): the closed form at every vertex."""
+    ns, snrs = np.array([10, 20, 40, 80, 160]), np.geomspace(0.05, 0.6, 12)
+    err = xr.DataArray(np.random.default_rng(1).random((5, 12, 2)),
+                       dims=("n_train", "snr", "step"))
+    for q in (3.0, 2.0):
+        ds = xr.Dataset({"test_error": err}, coords={"n_train": ns, "snr": snrs, "step": [0, 10]})
+        ds = with_settings(ds, {"family": "patch_cnn",
+                                "base": {"activation": "relu_power", "relu_power": q}})
+        fig = plots.figure(ds, {"kind": "heatmap", "x": "n_train", "y": "snr",
+                                "overlays": [{"name": "condition", "condition": "cao",
+                                              "constant": 0.25}]})
+        ax = fig.axes[0]
+        paths = _contours(ax, "condition:cao")
+        assert paths, "no overlay contour drawn"
+        x, y = paths[0].vertices.T
+        np.testing.assert_allclose(x * y ** q, 0.25, rtol=0.02)
+        assert "Cao 2022" in fig.legends[0].get_texts()[0].get_text()
+
+
+def test_hidden_scale_overlay_marks_sigma0_sqrt_d():
+    """A line at kappa = sigma_0 sqrt(d), per panel when sigma_0 is the panel."""
+    kappas, sig0 = np.array([1e-4, 1e-2, 0.3, 3.0]), np.array([0.001, 0.01])
+    err = xr.DataArray(np.full((2, 4, 2), 0.2), dims=("hidden_init_scale", "output_init_scale", "step"))
+    ds = xr.Dataset({"test_error": err}, coords={"hidden_init_scale": sig0,
+                                                 "output_init_scale": kappas, "step": [0, 10]})
+    ds = with_settings(ds, {"family": "patch_cnn", "base": {"input_dim": 400}})
+    fig = plots.figure(ds, {"kind": "error_vs", "x": "output_init_scale", "panel": "hidden_init_scale",
+                            "overlays": ["hidden_scale"], "yscale": "linear"})
+    lines = [[ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_gid() == "hidden_scale"]
+             for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert lines == [[pytest.approx(0.001 * 20)], [pytest.approx(0.01 * 20)]]

@@ -18,7 +18,15 @@ field              signature                                       returns
 ``step_sizes``     ``(cfg, bp, params)`` (optional)                a step size per parameter
 ``residuals``      ``(cfg, bp, params, data)`` (optional)          r, loss a multiple of |r|^2
 ``inputs``         ``(cfg, n, seed)`` (optional)                   n inputs for ``predict``
+``setup_shared``   ``(cfg, bp)`` (optional)                        a tree shared by runs
+``setup_run``      ``(cfg, bp, shared)`` (with ``setup_shared``)   ``(params, data, info)``
 =================  ==============================================  ==========================
+
+A family whose set-up is costly and depends on only some batched fields may split it:
+``setup(cfg, bp)`` must equal ``setup_run(cfg, bp, setup_shared(cfg, bp))``, and
+``setup_shared`` may read only the batched fields named in ``shared_fields``. The engine then
+computes ``setup_shared`` once per distinct combination of those fields in a batch (e.g.
+once per seed for a whole signal-strength axis) and ``setup_run`` per run.
 
 Obligations (``Family.check`` tests the static ones at registration, the contract test
 suite ``tests/test_contract.py`` the rest for every registered family):
@@ -114,6 +122,9 @@ class Family:
     example: Mapping[str, Any] = field(default_factory=dict)
     sample_size: str | None = "n_train"
     train_samples: Callable | None = None
+    setup_shared: Callable | None = None
+    setup_run: Callable | None = None
+    shared_fields: tuple[str, ...] = ()
     doc: str = ""
 
     # ------------------------------------------------------------ tables
@@ -155,7 +166,17 @@ class Family:
         for fn in ("setup", "loss", "observe", "finalize", "predict", "coords"):
             if not callable(getattr(self, fn)):
                 fail(f"'{fn}' must be a function")
-        for fn in ("step_sizes", "residuals", "inputs", "run_figure", "train_samples"):
+        if (self.setup_shared is None) != (self.setup_run is None):
+            fail("give both setup_shared and setup_run, or neither")
+        if self.setup_shared is not None and not self.shared_fields:
+            fail("setup_shared needs shared_fields (the batched fields it reads)")
+        from .config import batched_names, bucketed_names
+        per_run = set(batched_names(self.Config)) | set(bucketed_names(self.Config))
+        for name in self.shared_fields:
+            if name not in per_run:
+                fail(f"shared_fields: '{name}' is not a batched field of Config")
+        for fn in ("step_sizes", "residuals", "inputs", "run_figure", "train_samples",
+                   "setup_shared", "setup_run"):
             if getattr(self, fn) is not None and not callable(getattr(self, fn)):
                 fail(f"'{fn}' must be a function or None")
         names = [v.name for v in self.variables]

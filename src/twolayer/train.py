@@ -38,6 +38,7 @@ from .config import batched_names, bucketed_names, field_specs, static_part
 
 UNROLL = 1  # steps per while-loop iteration (1 measured fastest on CPU)
 BLOCK = 128  # runs per device stepped together (see advance; measured on CPU)
+OBSERVE_BLOCK = 16  # runs per device observed together (see observe; measured on CPU)
 PAD = 32  # initial batch: runs per device rounded up to a multiple of this
 # Gradient flow: at least this many runs per device (the batch sizes beyond are powers of
 # two or multiples of PAD). XLA's CPU code for a solver step gave the same bits for any
@@ -296,17 +297,44 @@ def _program_cached(family_name, family_version, cfg):
 
     one = lambda p, d, b: family.observe(cfg, b, p, d)  # noqa: E731
     # flow: every checkpoint's saved parameters of a run at once
-    observe = jax.vmap(jax.vmap(one, in_axes=(0, None, None)) if flow else one)
+    observe_v = jax.vmap(jax.vmap(one, in_axes=(0, None, None)) if flow else one)
+
+    def observe(params, data, bp):
+        # blocks of OBSERVE_BLOCK runs in turn: a block's test-set arrays stay in the cache
+        n = bp["learning_rate"].shape[0]
+        nb = n // OBSERVE_BLOCK
+        if nb <= 1 or n % OBSERVE_BLOCK:
+            return observe_v(params, data, bp)
+        split = lambda a: a.reshape((nb, n // nb) + a.shape[1:])  # noqa: E731
+        out = jax.lax.map(lambda pdb: observe_v(*pdb), tree_map(split, (params, data, bp)))
+        return tree_map(lambda a: a.reshape((n,) + a.shape[2:]), out)
     # one run at a time: a run's set-up must not depend on how many runs share its device
     # (vmap over 1 or 2 runs gave last-bit differences, so one device vs two differed).
     # A family's setup must not call XLA's CPU LAPACK routines (eigh, qr, triangular
     # solve): inside this loop under shard_map on several host devices they deadlock
     init = functools.partial(jax.lax.map, init_one)
+    split = family.setup_shared is not None
+    if split:  # the shared part once per distinct shared_fields, the rest per run
+        shared = functools.partial(jax.lax.map, lambda b: family.setup_shared(cfg, b))
+
+        def init_from(bp, which, sh):  # sh: every distinct share; which: each run's
+            def one(b_i):
+                b, i = b_i
+                mine = jax.tree_util.tree_map(lambda a: a[i], sh)
+                params, data, info = family.setup_run(cfg, b, mine)
+                return init_state(params, data, b), data, info
+            return jax.lax.map(one, (bp, which))
     devices = jax.local_devices()
     if len(devices) > 1:  # each device sets up, steps and observes its own share of the runs
         mesh = Mesh(np.array(devices), ("runs",))
         init = jax.shard_map(init, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"),
                              check_vma=False)
+        if split:
+            shared = jax.shard_map(shared, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"),
+                                   check_vma=False)
+            init_from = jax.shard_map(init_from, mesh=mesh,
+                                      in_specs=(P("runs"), P("runs"), P()),
+                                      out_specs=P("runs"), check_vma=False)
         advance = jax.shard_map(advance, mesh=mesh, in_specs=(P("runs"),) * 3 + (P(), P()),
                                 out_specs=P("runs"), check_vma=False)
         observe = jax.shard_map(observe, mesh=mesh, in_specs=(P("runs"),) * 3,
@@ -320,8 +348,13 @@ def _program_cached(family_name, family_version, cfg):
         out["grad_norm"] = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(moved)))
         return out
 
+    if split:
+        init = _shared_init(jax.jit(shared), jax.jit(init_from), family.shared_fields,
+                            len(devices))
+    else:
+        init = jax.jit(init)
     prog = {
-        "init": jax.jit(init),
+        "init": init,
         "advance": jax.jit(advance),
         "observe": jax.jit(observe),
         "observe_one": jax.jit(jax.vmap(one)),
@@ -330,6 +363,23 @@ def _program_cached(family_name, family_version, cfg):
     if cfg.polish:
         prog["polish"] = jax.jit(jax.vmap(_polisher(family, cfg)))
     return prog
+
+
+def _shared_init(shared, init_from, fields, n_dev):
+    """The engine's ``init`` for a family with a split set-up: ``setup_shared`` once per
+    distinct combination of ``fields`` among the runs (on the first run that has it; their
+    number padded to a power of two, so that batches of similar make-up share one compiled
+    program), then ``setup_run`` of every run with its share. Each part runs one run at a
+    time, as ``setup`` does, so a run's set-up does not depend on the batch."""
+    def init(bp):
+        bp = {k: np.asarray(v) for k, v in bp.items()}
+        key = np.stack([bp[f].astype(np.float64) for f in fields], axis=1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        u = _pad_to(len(first), n_dev, pow2=True)
+        first = np.concatenate([first, np.full(u - len(first), first[0])])
+        sh = shared(_take(bp, first))
+        return init_from(bp, inverse.ravel().astype(np.int32), sh)
+    return init
 
 
 def _polisher(family, cfg):

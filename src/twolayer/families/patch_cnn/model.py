@@ -10,8 +10,11 @@ Data (per sample i). Clean label yhat_i uniform in {-1, +1}; observed label y_i 
 flipped with probability ``label_noise`` p. Two patches of dimension d = ``input_dim``: a
 signal patch and a noise patch, in random order (``signal_patch = "random"``) or signal
 first. ``signal = "linear"``: the signal patch is yhat_i mu, mu = |mu| e_1. ``"xor"``: with
-a = |mu|/sqrt(2) e_1, b = |mu|/sqrt(2) e_2, the signal patch is +-(a + b) for yhat = +1 and
-+-(a - b) for yhat = -1 (sign uniform), so |signal patch| = |mu| again. The noise patch is
+orthogonal a = |a| e_1, b = |b| e_2, the signal patch is +-(a + b) for yhat = +1 and
++-(a - b) for yhat = -1 (sign uniform), so |signal patch|^2 = |a|^2 + |b|^2 = |mu|^2 again;
+``xor_cosine`` c = cos of the angle between a + b and a - b = (|a|^2 - |b|^2) / |mu|^2 sets
+|a| = |mu| sqrt((1 + c) / 2), |b| = |mu| sqrt((1 - c) / 2) (default 0: |a| = |b|, the two
+class vectors orthogonal; c near 1: highly correlated class vectors). The noise patch is
 xi_i = sigma_p P g_i, g_i ~ N(0, I_d), sigma_p = ``noise_std``; P removes the signal
 directions (``noise = "orthogonal"``) or is the identity (``"isotropic"``, as in Kou's
 script). The signal strength is given either as ``signal_norm`` = |mu| or as ``snr`` =
@@ -60,13 +63,18 @@ with those inner products). "explicit" draws the full vectors.
 
 Recorded per checkpoint: ``train_loss``, ``train_error`` (fraction with y_i f(x_i) <= 0),
 ``test_error`` (against the noisy test label; its floor is p) and ``test_error_clean``;
-``margin_min``, ``margin_mean`` (y_i f(x_i)); per bank j (the filters whose sign j v_f
-votes for class j): ``weight_norm`` |W_j| (Frobenius), ``output_norm`` |v_j|,
+``margin_min``, ``margin_mean`` (y_i f(x_i)); per bank j, the filters whose vote
+j sign(v_f) is class j (``bank_grouping = "initial"``, the default: the vote at init, so a
+bank is the same set of filters at every checkpoint; "vote": the vote at each checkpoint, so
+a filter whose v changes sign moves to the other bank): ``weight_norm`` |W_j| (Frobenius), ``output_norm`` |v_j|,
 ``signal_learning`` max ``<w, j mu>`` (XOR: max ``|<w, a +- b>|`` of the class's vectors) and
 ``signal_learning_mean``; ``noise_memorization`` max over i and the filters voting y_i of
 ``<w, xi_i>``, ``noise_memorization_mean`` (mean over i of that max); the layer ratio
 |w_f - w_f(0)| / |v_f| (``layer_ratio`` mean over filters, ``layer_ratio_min``,
-``layer_ratio_max``) and ``balance`` (mean over filters of |w_f|^2 - v_f^2). Behind options:
+``layer_ratio_max``), ``sign_flips`` (the fraction of filters whose vote differs from their
+vote at init) and ``balance`` (mean over filters of |w_f|^2 + b_f^2 - v_f^2, b_f = 0
+without a bias: the quantity a GD step changes by exactly eta^2 (|g_w|^2 + g_b^2 - g_v^2)
+for a positively homogeneous activation). Behind options:
 ``record_filters`` (``layer_ratio_filter``, ``balance_filter``, ``weight_norm_filter``,
 ``output_weight``), ``record_samples`` (``margin_sample``, ``noise_memorization_sample``),
 ``record_coefficients`` (the theory's coefficients in w = w(0) + sum_k gamma_k
@@ -146,6 +154,8 @@ class Config(Training):
     signal: str = static("linear", choices=("linear", "xor"), doc="signal law: yhat mu, or XOR")
     signal_norm: float | None = batched(None, minimum=0.0, doc="|mu| (or give snr)")
     snr: float | None = batched(None, minimum=0.0, doc="|mu| / (noise_std sqrt(d)) (or give signal_norm)")
+    xor_cosine: float = batched(0.0, minimum=0.0, doc="XOR: cos of the angle between a + b and a - b "
+                                "(0: |a| = |b|)")
     noise_std: float = batched(1.0, minimum=0.0, doc="sigma_p")
     noise: str = static("orthogonal", choices=("orthogonal", "isotropic"),
                         doc="noise orthogonal to the signal, or isotropic")
@@ -172,6 +182,9 @@ class Config(Training):
     # engine and records
     parameterization: str = static("auto", choices=("auto", "direct", "coefficient"),
                                    doc="train the filters, or their exact coefficients")
+    bank_grouping: str = static("initial", choices=("initial", "vote"),
+                                doc="per-bank summaries over the filters voting for the class at "
+                                    "init (fixed sets), or at each checkpoint")
     record_filters: bool = static(False, doc="record per-filter layer ratio, balance, norms")
     record_samples: bool = static(False, doc="record per-sample margins and noise memorization")
     record_coefficients: bool = static(False, doc="record the theory's signal and noise coefficients")
@@ -184,6 +197,8 @@ class Config(Training):
             raise ConfigError("give at most one of 'signal_norm' and 'snr', not both")
         if cfg.signal == "xor" and cfg.input_dim < 2:
             raise ConfigError(f"signal = 'xor' needs input_dim >= 2, got {cfg.input_dim}")
+        if not cfg.xor_cosine < 1.0:
+            raise ConfigError(f"'xor_cosine' must lie in [0, 1), got {cfg.xor_cosine}")
         if not 0.0 <= cfg.label_noise <= 0.5:
             raise ConfigError(f"'label_noise' must lie in [0, 0.5], got {cfg.label_noise}")
         K = basis_size(cfg)
@@ -225,19 +240,34 @@ def _signal_norm(cfg, bp, dtype):
     return jnp.ones((), dtype)
 
 
-def _labels_and_signal(cfg, u, mu_norm, p):
+def _labels_and_signal(cfg, u, p):
     """From 4 uniforms per sample: clean label, observed label, signal-first flag and the
-    signal patch's coefficients on the signal directions, (N, S)."""
+    signs of the signal patch's coefficients on the signal directions, (N, S): the patch is
+    ``signs * |mu|`` (linear) or ``signs * |mu| / sqrt(2)`` (XOR; ``_signal_patch``)."""
     y_clean = jnp.where(u[:, 0] < 0.5, 1.0, -1.0).astype(u.dtype)
     y = jnp.where(u[:, 1] < p, -y_clean, y_clean)
     first = (u[:, 2] < 0.5) if cfg.signal_patch == "random" else jnp.ones(u.shape[0], bool)
     if cfg.signal == "linear":
-        s = (y_clean * mu_norm)[:, None]
+        signs = y_clean[:, None]
     else:  # +-(a + b) for yhat = +1, +-(a - b) for yhat = -1
         sign = jnp.where(u[:, 3] < 0.5, 1.0, -1.0).astype(u.dtype)
-        half = mu_norm / math.sqrt(2.0)
-        s = jnp.stack([sign * half, sign * half * y_clean], axis=1)
-    return y_clean, y, first, s
+        signs = jnp.stack([sign, sign * y_clean], axis=1)
+    return y_clean, y, first, signs
+
+
+def signal_scales(cfg, bp, mu_norm):
+    """The norms of the signal vectors, (S,): (|mu|,), or XOR's (|a|, |b|) with
+    |a|^2 + |b|^2 = |mu|^2 and (|a|^2 - |b|^2) / |mu|^2 = ``xor_cosine``, the cosine of the
+    angle between the class vectors a + b and a - b (0: |a| = |b|, orthogonal)."""
+    if cfg.signal == "linear":
+        return mu_norm[None]
+    c = bp["xor_cosine"].astype(mu_norm.dtype)
+    return jnp.stack([mu_norm * jnp.sqrt(1 + c), mu_norm * jnp.sqrt(1 - c)]) / math.sqrt(2.0)
+
+
+def _signal_patch(signs, scales):
+    """The signal patch's coefficients (N, S) from their signs (exact: a sign times a norm)."""
+    return signs * scales[None, :]
 
 
 def _project_noise(cfg, g):
@@ -258,9 +288,10 @@ def _rows(key, n_rows, size, dtype, mask, law="normal"):
     return jnp.where(mask, x, 0.0)
 
 
-def _init(cfg, bp, dtype, mask):
+def _init_hidden(cfg, bp, dtype, mask):
+    """w(0) (F, d) and the bias b(0) (F,)."""
     F = n_filters(cfg)
-    kw, kv, kb = jax.random.split(keys.stream(bp["seed"], "init"), 3)
+    kw, _, kb = jax.random.split(keys.stream(bp["seed"], "init"), 3)
     if cfg.hidden_init == "gaussian":
         w0 = _rows(kw, F, cfg.input_dim, dtype, mask) * bp["hidden_init_scale"].astype(dtype)
         b0 = jnp.zeros((F,), dtype)
@@ -268,18 +299,20 @@ def _init(cfg, bp, dtype, mask):
         bound = 1.0 / jnp.sqrt(bp["input_dim"].astype(dtype))
         w0 = _rows(kw, F, cfg.input_dim, dtype, mask, "uniform") * bound
         b0 = keys.uniform(kb, (F,), dtype, -1.0, 1.0) * bound
+    return w0, b0
+
+
+def _init_output(cfg, bp, dtype):
+    """v(0) (F,)."""
+    F = n_filters(cfg)
+    _, kv, _ = jax.random.split(keys.stream(bp["seed"], "init"), 3)
     kappa = (bp["output_init_scale"].astype(dtype) if cfg.output_init_scale is not None
              else jnp.asarray(1.0 / cfg.width, dtype))
     if cfg.output_init == "constant":
-        v0 = jnp.full((F,), kappa, dtype)
-    elif cfg.output_init == "gaussian":
-        v0 = kappa * keys.normal(kv, (F,), dtype)
-    else:
-        v0 = kappa * jnp.where(keys.uniform(kv, (F,), dtype) < 0.5, 1.0, -1.0).astype(dtype)
-    params = {"v": v0}
-    if cfg.bias:
-        params["b"] = b0
-    return w0, params
+        return jnp.full((F,), kappa, dtype)
+    if cfg.output_init == "gaussian":
+        return kappa * keys.normal(kv, (F,), dtype)
+    return kappa * jnp.where(keys.uniform(kv, (F,), dtype) < 0.5, 1.0, -1.0).astype(dtype)
 
 
 def _unit_rows(a):
@@ -289,11 +322,21 @@ def _unit_rows(a):
     return a / norm[:, None], norm
 
 
-def setup(cfg, bp):
+# The set-up in two parts: ``setup_shared`` does all the d-dimensional work (the random
+# draws, the Gram matrix, its Cholesky factor, the test noise) and reads only the batched
+# fields SHARED_FIELDS; ``setup_run`` adds what the signal strength and the output init
+# decide. Runs that differ only in other fields (a |mu| or SNR axis, kappa, step sizes)
+# share one ``setup_shared`` (the engine computes it once per distinct SHARED_FIELDS).
+SHARED_FIELDS = ("seed", "data_seed", "input_dim", "noise_std", "label_noise",
+                 "hidden_init_scale")
+
+
+def setup_shared(cfg, bp):
+    """The part of the set-up that depends on ``SHARED_FIELDS`` only: data without the
+    signal's scale, the initial filters and the coordinates of the span (module docstring)."""
     dtype = jnp.dtype(cfg.dtype)
     d, n, S, F = cfg.input_dim, cfg.n_train, n_directions(cfg), n_filters(cfg)  # d: padded
     mask = jnp.arange(d) < bp["input_dim"]  # the true dimension (coefficient mode pads d)
-    mu_norm = _signal_norm(cfg, bp, dtype)
     sigma = bp["noise_std"].astype(dtype)
     p = bp["label_noise"].astype(dtype)
 
@@ -302,9 +345,9 @@ def setup(cfg, bp):
         return jnp.concatenate([keys.uniform(k1, (4,), dtype), keys.normal(k2, (d,), dtype)])
 
     (train,) = keys.per_sample(draw, [(keys.stream(bp["data_seed"], "train"), n)])
-    y_clean, y, first, s = _labels_and_signal(cfg, train[:, :4], mu_norm, p)
+    y_clean, y, first, signs = _labels_and_signal(cfg, train[:, :4], p)
     xi = sigma * _project_noise(cfg, jnp.where(mask, train[:, 4:], 0.0))  # (n, d)
-    w0, params = _init(cfg, bp, dtype, mask)
+    w0, b0 = _init_hidden(cfg, bp, dtype, mask)
     basis = jnp.concatenate([jnp.eye(S, d, dtype=dtype), xi])  # (K, d)
 
     # Everything a filter can ever be made of: S = span of the rows of A = (basis, w(0)).
@@ -320,7 +363,7 @@ def setup(cfg, bp):
     # sigma^2 U P U^T, drawn as sigma cholesky(U P U^T) z (module docstring)
     k_lab, k_noise = jax.random.split(keys.stream(bp["data_seed"], "test"))
     u = keys.uniform(k_lab, (cfg.n_test, 4), dtype)
-    yt_clean, yt, first_t, s_t = _labels_and_signal(cfg, u, mu_norm, p)
+    yt_clean, yt, first_t, signs_t = _labels_and_signal(cfg, u, p)
     if cfg.test_sampling == "projected":
         gram_p = gram if cfg.noise == "isotropic" else gram - unit[:, :S] @ unit[:, :S].T
         z = keys.normal(k_noise, (cfg.n_test, K + F), dtype)
@@ -329,9 +372,9 @@ def setup(cfg, bp):
         xi_test = sigma * _project_noise(cfg, _rows(k_noise, cfg.n_test, d, dtype, mask))
         t = unit @ xi_test.T
 
-    data = {"y": y, "y_clean": y_clean, "s": s, "signal_first": first,
-            "y_test": yt, "y_test_clean": yt_clean, "s_test": s_t, "signal_first_test": first_t,
-            "mu_norm": mu_norm, "basis_norm2": jnp.sum(basis * basis, axis=1)}
+    data = {"y": y, "y_clean": y_clean, "signs": signs, "signal_first": first,
+            "y_test": yt, "y_test_clean": yt_clean, "signs_test": signs_t,
+            "signal_first_test": first_t, "basis_norm2": jnp.sum(basis * basis, axis=1)}
     inv_b = inverse_lower(low[:K, :K])  # coordinates of the basis span: Q_b = inv_b U[:K]
     if coefficient_mode(cfg) or cfg.record_coefficients:
         data["basis_q"] = norm[:K, None] * low[:K, :K]  # basis = basis_q Q_b (lower triangular)
@@ -344,7 +387,6 @@ def setup(cfg, bp):
             "w0_q": (inv_b @ (gram[:K, K:] * norm[K:])).T,  # (F, K): <w0, q_k>
             "w0_sq": jnp.sum(w0 * w0, axis=1),
         })
-        params["c"] = jnp.zeros((F, K), dtype)
     else:
         if cfg.test_sampling == "projected":  # the minimum-norm vectors x in S with U x = t
             inv = inverse_lower(low)
@@ -352,11 +394,35 @@ def setup(cfg, bp):
         data.update({"noise": xi, "noise_test": xi_test, "w0": w0})
         if cfg.record_coefficients:
             data["q"] = inv_b @ unit[:K]
-        params["w"] = w0
+    return {"data": data, "b0": b0}
+
+
+def setup_run(cfg, bp, shared):
+    """(params, data, info) of one run from its ``setup_shared`` part."""
+    dtype = jnp.dtype(cfg.dtype)
+    mu_norm = _signal_norm(cfg, bp, dtype)
+    sigma = bp["noise_std"].astype(dtype)
+    data = dict(shared["data"])
+    scales = signal_scales(cfg, bp, mu_norm)
+    data["s"] = _signal_patch(data.pop("signs"), scales)
+    data["s_test"] = _signal_patch(data.pop("signs_test"), scales)
+    data["mu_norm"], data["signal_scales"] = mu_norm, scales
+    params = {"v": _init_output(cfg, bp, dtype)}
+    data["vote0"] = _vote(cfg, params["v"])
+    if cfg.bias:
+        params["b"] = shared["b0"]
+    if coefficient_mode(cfg):
+        params["c"] = jnp.zeros((n_filters(cfg), basis_size(cfg)), dtype)
+    else:
+        params["w"] = data["w0"]
     info = {"effective_signal_norm": mu_norm,
             "effective_snr": mu_norm / (sigma * jnp.sqrt(bp["input_dim"].astype(dtype))),
             "coefficient_mode": jnp.asarray(coefficient_mode(cfg))}
     return params, data, info
+
+
+def setup(cfg, bp):
+    return setup_run(cfg, bp, setup_shared(cfg, bp))
 
 
 # ---------------------------------------------------------------- the network
@@ -465,6 +531,12 @@ def coefficients(cfg, params, data):
     return c @ inverse_lower(data["basis_q"])
 
 
+def _vote(cfg, v):
+    """The class each filter votes for: j sign(v_f) (j for v_f = 0)."""
+    j = jnp.asarray(filter_signs(cfg), v.dtype)
+    return jnp.where(v == 0, j, j * jnp.sign(v))
+
+
 def observe(cfg, bp, params, data):
     S = n_directions(cfg)
     w_e, w_xi = _dots(cfg, params, data)
@@ -473,17 +545,22 @@ def observe(cfg, bp, params, data):
     f_t = _output(cfg, bp, params, w_e, w_xi_t, data["s_test"])
     v = params["v"]
     j = jnp.asarray(filter_signs(cfg), v.dtype)
-    vote = jnp.where(v == 0, j, j * jnp.sign(v))  # the class each filter votes for
+    vote_now = _vote(cfg, v)
+    # the filters a bank's summaries are over: fixed at init (a filter whose v changes sign
+    # stays in its bank), or regrouped at each checkpoint by the current vote
+    vote = data["vote0"] if cfg.bank_grouping == "initial" else vote_now
     banks = jnp.asarray([1.0, -1.0], v.dtype)
     in_bank = vote[:, None] == banks[None, :]  # (F, 2)
     w_sq, dw_sq = _norms(cfg, params, data)
     ratio = jnp.sqrt(dw_sq) / jnp.abs(v)
-    balance = w_sq - v * v
+    # |w|^2 + b^2 - v^2: (w, b) is one weight vector on the input (x, 1), and the relu is
+    # positively homogeneous in it (Euler: w.g_w + b g_b = v g_v)
+    balance = w_sq + params["b"] ** 2 - v * v if cfg.bias else w_sq - v * v
     if cfg.signal == "linear":  # <w_f, j mu> for bank j
         sig = w_e[:, :1] * data["mu_norm"] * banks[None, :]
     else:  # |<w_f, a + b>| for bank +1, |<w_f, a - b>| for bank -1
-        half = data["mu_norm"] / math.sqrt(2.0)
-        sig = jnp.abs(jnp.stack([w_e[:, 0] + w_e[:, 1], w_e[:, 0] - w_e[:, 1]], axis=1)) * half
+        wa, wb = w_e[:, 0] * data["signal_scales"][0], w_e[:, 1] * data["signal_scales"][1]
+        sig = jnp.abs(jnp.stack([wa + wb, wa - wb], axis=1))
     memo = _masked(w_xi, vote[:, None] == data["y"][None, :], "max")  # (n,)
     out = {
         "train_loss": jnp.mean(jax.nn.softplus(-m)),
@@ -498,6 +575,7 @@ def observe(cfg, bp, params, data):
         "noise_memorization": jnp.max(memo), "noise_memorization_mean": jnp.mean(memo),
         "layer_ratio": jnp.mean(ratio), "layer_ratio_min": jnp.min(ratio),
         "layer_ratio_max": jnp.max(ratio), "balance": jnp.mean(balance),
+        "sign_flips": jnp.mean((vote_now != data["vote0"]).astype(v.dtype)),
     }
     if cfg.record_filters:
         out.update(layer_ratio_filter=ratio, balance_filter=balance,
@@ -506,7 +584,7 @@ def observe(cfg, bp, params, data):
         out.update(margin_sample=m, noise_memorization_sample=memo)
     if cfg.record_coefficients:
         alpha = coefficients(cfg, params, data)
-        norms = data["mu_norm"] if S == 1 else data["mu_norm"] / math.sqrt(2.0)
+        norms = data["signal_scales"]
         out.update(signal_coeff=alpha[:, :S] * norms * j[:, None],
                    noise_coeff=alpha[:, S:] * data["basis_norm2"][None, S:])
     return out

@@ -93,4 +93,27 @@ def condition(ax, ds, spec, options, where) -> list:
                    label=theory.CONDITIONS[cond][0].replace("= C", f"= {constant:g}"))]
 
 
-OVERLAYS = {"condition": condition}
+def hidden_scale(ax, ds, spec, options, where) -> list:
+    """Overlay ``hidden_scale``: the hidden layer's initial filter norm sigma_0 sqrt(d)
+    (``hidden_init_scale``, ``input_dim``: a panel value, else the value every run shares)
+    as a dark dashed line where ``output_init_scale`` kappa is an axis (vertical when it is
+    ``x``, horizontal when it is ``y``): "large" and "small" output init are relative to it.
+    Left out when kappa is no axis or the scale is not single-valued."""
+    sigma0 = _scalar(ds, "hidden_init_scale", where, 0.01)
+    d = _scalar(ds, "input_dim", where, 200)
+    if sigma0 is None or d is None:
+        return []
+    scale = float(sigma0) * np.sqrt(float(d))
+    halo = [patheffects.withStroke(linewidth=3.0, foreground="white")]
+    style = dict(color="0.2", linestyle=(0, (4, 2)), linewidth=1.2, path_effects=halo)
+    if spec.get("x") == "output_init_scale":
+        line = ax.axvline(scale, **style)
+    elif spec.get("y") == "output_init_scale":
+        line = ax.axhline(scale, **style)
+    else:
+        return []
+    line.set_gid("hidden_scale")
+    return [Line2D([], [], **style, label=rf"$\sigma_0 \sqrt{{d}}$ = {scale:.3g}")]
+
+
+OVERLAYS = {"condition": condition, "hidden_scale": hidden_scale}

@@ -37,7 +37,7 @@ def small_init_quantity(n_train, snr):
 
 
 CONDITIONS = {
-    "kou": (r"$n \|\mu\|^4 / (\sigma_p^4 d) = C$ (Kou 2023)", kou_quantity),
+    "kou": (r"$n \|\mu\|^4 / (\sigma_p^4 d) = C$ (Kou 2023; Meng 2024, XOR)", kou_quantity),
     "cao": (r"$n\,\mathrm{SNR}^q = C$ (Cao 2022)", cao_quantity),
     "small_init": (r"$n\,\mathrm{SNR}^2 = C$ (conjecture, small output init.)",
                    small_init_quantity),
