@@ -325,24 +325,12 @@ class BoundarySpec:
 def load(source, scale: str = "full") -> BoundarySpec:
     """A spec with a ``[boundary]`` table from a TOML path, a preset name or a dict. The
     table may be overridden per scale (``[scales.NAME.boundary]``)."""
-    from . import presets
     from . import sweeps
     from .family import get as get_family
 
-    if isinstance(source, dict):
-        raw = copy.deepcopy(source)
-    else:
-        path = Path(source)
-        if not path.exists() and str(source) in presets.names():
-            path = presets.path(str(source))
-        if not path.exists():
-            raise ConfigError(f"no sweep file or preset named '{source}'"
-                              f"{suggest(str(source), presets.names())}")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"malformed TOML in {path}: {err}") from None
-        raw.setdefault("name", path.stem)
+    raw, _, default_name = sweeps.read_raw(source)
+    raw = copy.deepcopy(raw)
+    raw.setdefault("name", default_name)
     if "boundary" not in raw:
         raise ConfigError("the spec has no [boundary] table (axis, bracket, tolerance, ...); "
                           "a plain sweep runs with 'twolayer sweep'")
