@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .analysis import fit_exponent  # noqa: F401  (a boundary result's exponents)
 from .config import ConfigError, batched_names, field_specs, suggest
 
 FLAGS = ("ok", "never_crossed", "not_monotone", "empty_bracket", "diverged")
@@ -324,24 +325,12 @@ class BoundarySpec:
 def load(source, scale: str = "full") -> BoundarySpec:
     """A spec with a ``[boundary]`` table from a TOML path, a preset name or a dict. The
     table may be overridden per scale (``[scales.NAME.boundary]``)."""
-    from . import presets
     from . import sweeps
     from .family import get as get_family
 
-    if isinstance(source, dict):
-        raw = copy.deepcopy(source)
-    else:
-        path = Path(source)
-        if not path.exists() and str(source) in presets.names():
-            path = presets.path(str(source))
-        if not path.exists():
-            raise ConfigError(f"no sweep file or preset named '{source}'"
-                              f"{suggest(str(source), presets.names())}")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"malformed TOML in {path}: {err}") from None
-        raw.setdefault("name", path.stem)
+    raw, _, default_name = sweeps.read_raw(source)
+    raw = copy.deepcopy(raw)
+    raw.setdefault("name", default_name)
     if "boundary" not in raw:
         raise ConfigError("the spec has no [boundary] table (axis, bracket, tolerance, ...); "
                           "a plain sweep runs with 'twolayer sweep'")
@@ -596,49 +585,6 @@ def is_boundary_spec(source) -> bool:
 
 
 # ---------------------------------------------------------------- exponents and tables
-def fit_exponent(ds: xr.Dataset, x: str, n_boot: int = 2000) -> xr.Dataset:
-    """Log-log least squares of ``crossing`` against the point dim ``x``, for every
-    combination of the other point dims: ``slope`` (the exponent), ``intercept`` (log),
-    ``points`` used (flag ok, finite, positive), and the interval ``slope_lo`` /
-    ``slope_hi``: the 2.5 % / 97.5 % percentiles over ``n_boot`` refits with each point's log
-    crossing drawn from a normal whose 95 % interval is the point's [ci_lo, ci_hi] (a
-    parametric bootstrap from the per-point intervals; our choice)."""
-    others = [d for d in ds["crossing"].dims if d != x]
-    stacked = ds.stack(_other=others) if others else ds.expand_dims(_other=[0])
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(stacked.sizes["_other"]):
-        sel = stacked.isel(_other=i)
-        xv = np.asarray(sel[x].values, float)
-        c, lo, hi = (np.asarray(sel[k].values, float) for k in ("crossing", "ci_lo", "ci_hi"))
-        ok = (sel["flag"].values == "ok") & np.isfinite(c) & (c > 0) & (xv > 0) & (lo > 0)
-        if ok.sum() < 2:
-            rows.append((np.nan,) * 4 + (int(ok.sum()),))
-            continue
-        lx, lc = np.log(xv[ok]), np.log(c[ok])
-        slope, icept = np.polyfit(lx, lc, 1)
-        sd = (np.log(hi[ok]) - np.log(lo[ok])) / (2 * 1.96)
-        draws = lc[None, :] + sd[None, :] * rng.standard_normal((n_boot, ok.sum()))
-        slopes = np.polyfit(lx, draws.T, 1)[0]
-        q = np.percentile(slopes, [2.5, 97.5])
-        rows.append((slope, icept, q[0], q[1], int(ok.sum())))
-    arr = np.asarray(rows, float)
-    out = xr.Dataset({k: ("_other", arr[:, j]) for j, k in
-                      enumerate(("slope", "intercept", "slope_lo", "slope_hi", "points"))})
-    out["points"] = out["points"].astype(int)
-    if len(others) > 1:
-        index = stacked.indexes["_other"]
-        out = out.assign_coords(xr.Coordinates.from_pandas_multiindex(index, "_other"))
-        out = out.unstack("_other")
-    elif others:
-        out = out.rename({"_other": others[0]}).assign_coords(
-            {others[0]: ds[others[0]].values})
-    else:
-        out = out.isel(_other=0)
-    out.attrs = {"x": x, "y": f"crossing of {ds.attrs.get('boundary_axis', '?')}"}
-    return out
-
-
 def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return "nan" if not np.isfinite(v) else f"{v:.4g}"

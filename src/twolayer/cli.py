@@ -127,16 +127,16 @@ def _job_options(args) -> dict:
 
 
 def _cmd_submit(args, extra):
-    from . import executors
+    from . import jobs as jobs_
 
     options = _job_options(args)
     if args.print_script:
-        print(executors.slurm_script(args.spec, args.out, scale=args.scale,
-                                     shard_size=args.shard_size, **options))
+        print(jobs_.slurm_script(args.spec, args.out, scale=args.scale,
+                                shard_size=args.shard_size, **options))
         return
-    jobs = executors.submit(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
-                            cluster=args.cluster, state_every=args.state_every,
-                            replace=args.replace, max_memory=args.max_memory, **options)
+    jobs = jobs_.submit(args.spec, args.out, scale=args.scale, shard_size=args.shard_size,
+                        cluster=args.cluster, state_every=args.state_every,
+                        replace=args.replace, max_memory=args.max_memory, **options)
     if not jobs:
         print(f"every shard of {args.out} is done; nothing submitted (merged)")
         return

@@ -225,33 +225,38 @@ def _merge_scale(raw: dict, scale: str) -> dict:
     return out
 
 
+def read_raw(source) -> tuple[dict, str, str]:
+    """The parsed TOML of a spec given as a path, a preset name or a dict: (raw, origin, the
+    name a spec without ``name`` takes)."""
+    from . import presets
+
+    if isinstance(source, dict):
+        return plain(source), "spec", "sweep"
+    if not isinstance(source, (str, Path)):
+        raise ConfigError(f"a sweep spec is a TOML path, a preset name or a dict, got "
+                          f"{type(source).__name__}")
+    path = Path(source)
+    if not path.exists() and str(source) in presets.names():
+        path = presets.path(str(source))
+    if not path.exists():
+        raise ConfigError(f"no sweep file or preset named '{source}'"
+                          f"{suggest(str(source), presets.names())}; presets: "
+                          f"{', '.join(presets.names())}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"malformed TOML in {path}: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: "
+                          f"{getattr(err, 'strerror', None) or err}") from None
+    return raw, str(path), path.stem
+
+
 def load_spec(source, scale: str = "full", *, max_memory=None) -> Spec:
     """A spec from a TOML path, a preset name, or a dict (already parsed TOML). Refuses,
     before building its axes, a grid whose runs' bookkeeping alone exceeds the memory limit
     (``max_memory``: see ``memory_limit``)."""
-    from . import presets
-
-    if isinstance(source, dict):
-        raw, origin = plain(source), "spec"
-    elif not isinstance(source, (str, Path)):
-        raise ConfigError(f"a sweep spec is a TOML path, a preset name or a dict, got "
-                          f"{type(source).__name__}")
-    else:
-        path = Path(source)
-        if not path.exists() and str(source) in presets.names():
-            path = presets.path(str(source))
-        if not path.exists():
-            raise ConfigError(f"no sweep file or preset named '{source}'"
-                              f"{suggest(str(source), presets.names())}; presets: "
-                              f"{', '.join(presets.names())}")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"malformed TOML in {path}: {err}") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"cannot read {path}: "
-                              f"{getattr(err, 'strerror', None) or err}") from None
-        origin = str(path)
+    raw, origin, default_name = read_raw(source)
     if "boundary" in raw:
         raise ConfigError(f"{origin} has a [boundary] table: run it with 'twolayer boundary' "
                           f"(twolayer.boundary), not as a sweep")
@@ -262,8 +267,7 @@ def load_spec(source, scale: str = "full", *, max_memory=None) -> Spec:
     if not isinstance(scale, str):
         raise ConfigError(f"'scale' must be a string, got {scale!r}")
     raw = _merge_scale(raw, scale)
-    sweep_name = raw.get("name", Path(str(source)).stem if not isinstance(source, dict)
-                         else "sweep")
+    sweep_name = raw.get("name", default_name)
     check_name("the sweep's 'name'", sweep_name)
     if not isinstance(raw.get("family", ""), str):
         raise ConfigError(f"'family' must be a string, got {raw['family']!r}")

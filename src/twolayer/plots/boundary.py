@@ -22,7 +22,7 @@ def _sel(ds, where: dict):
 
 
 def boundary(ds, spec: dict):
-    from ..boundaries import fit_exponent
+    from ..analysis import fit_exponent
 
     if "crossing" not in ds:
         raise ValueError("figure kind 'boundary' needs a boundary Dataset (twolayer boundary)")

@@ -22,7 +22,8 @@ LABELS = {"snr": (r"SNR $\|\mu\| / (\sigma_p \sqrt{d})$", "SNR"),
           "leaky_slope": "leaky ReLU slope",
           "hidden_init_scale": (r"hidden init. scale $\sigma_0$", r"$\sigma_0$"),
           "output_init_scale": (r"output init. scale $\kappa$", r"$\kappa$"),
-          "output_learning_rate": (r"output learning rate $\eta_v$", r"$\eta_v$")}
+          "output_learning_rate": (r"output learning rate $\eta_v$", r"$\eta_v$"),
+          "xor_cosine": (r"XOR cosine $\cos\angle(a + b, a - b)$", r"$\cos\angle$")}
 
 
 def _scalar(ds, name, where: dict, default=None):
