@@ -270,8 +270,19 @@ class _FewLogLabels(LogFormatterSciNotation):
 
     def set_locs(self, locs=None):
         super().set_locs(locs)
-        if self._sublabels != {1}:
+        lo, hi = sorted(abs(float(v)) for v in self.axis.get_view_interval())
+        self._narrow = lo > 0 and np.log10(hi / lo) < 0.6
+        if self._narrow:
+            # under about half a decade: 2 and 5 alone may leave one label or none
+            self._sublabels = set(range(1, 10))
+        elif self._sublabels != {1}:
             self._sublabels = {1, 2, 5}
+
+    def __call__(self, x, pos=None):
+        text = super().__call__(x, pos)
+        if text and getattr(self, "_narrow", False):
+            return f"${x:.3g}$"  # 0.3, 1.2: plain numbers read better than 3x10^-1 here
+        return text
 
 
 def log_ticks(ax, which: str = "both"):
