@@ -62,8 +62,10 @@ def tiny(tmp_path_factory):
 
 # the slowest presets at tiny scale run with the slow tests: fig9-flow (about 20 s) and the
 # boundary searches (about 45 s each on the shared machine: a compiled program per round size)
-SLOW_PRESETS = ("fig9-flow", "boundary-d-scaling", "boundary-n-scaling")
-
+# the slow step runs these (10-45 s each at tiny scale; the default suite keeps kou2023-*
+# for the patch_cnn family)
+SLOW_PRESETS = ("fig9-flow", "boundary-d-scaling", "boundary-n-scaling", "init-matters-phase",
+                "init-matters-dynamics", "cao2022-phase", "meng2024-xor")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
