@@ -38,6 +38,15 @@ def test_sweep_info_plot(tmp_path):
     plot = cli("plot", tmp_path / "o")
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "o" / "figures").exists()
+    pdf = cli("plot", tmp_path / "o", "--format", "pdf,svg")
+    assert pdf.returncode == 0, pdf.stderr
+    made = sorted(p.suffix for p in (tmp_path / "o" / "figures").iterdir())
+    assert ".pdf" in made and ".svg" in made
+    assert (tmp_path / "o" / "figures" / next(
+        p.name for p in (tmp_path / "o" / "figures").iterdir() if p.suffix == ".pdf")
+    ).read_bytes()[:4] == b"%PDF"
+    bad = cli("plot", tmp_path / "o", "--format", "gif3")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -153,7 +153,8 @@ def _cmd_plot(args, extra):
     from . import plots, store
 
     ds = store.load(args.dir)
-    for p in plots.draw_all(ds, Path(args.dir) / "figures"):
+    fmt = [f.strip() for f in args.format.split(",")] if args.format else None
+    for p in plots.draw_all(ds, Path(args.dir) / "figures", format=fmt):
         print(f"figure: {p}")
 
 
@@ -378,6 +379,10 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
                         description="Draw the [[figure]]s of a finished sweep into "
                                     "DIR/figures.", parents=[common])
     pl.add_argument("dir", metavar="DIR", help="a sweep folder (holding result.nc)")
+    pl.add_argument("--format", metavar="FMT", default=None,
+                    help="png, pdf or svg, or several separated by commas (e.g. pdf,png): "
+                         "replaces every figure's own format (default: each figure's "
+                         "format, else png)")
     i = sub.add_parser("info", help="what is done, what is missing, dims, provenance",
                        description="What a sweep folder holds: shards done and missing, "
                                    "whether a sweep is running on it, the result's dims, "
