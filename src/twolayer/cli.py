@@ -251,18 +251,24 @@ def _common() -> argparse.ArgumentParser:
     return c
 
 
-def _sweep_options(p) -> None:
+def _shard_options(p, jobs: bool) -> None:
+    """--shard-size, --executor and --state-every (the job executors only with ``jobs``)."""
     p.add_argument("--shard-size", dest="shard_size", type=int, default=512, metavar="N",
                    help="at most N runs per shard (default %(default)s); a shard is the unit "
                         "of work, resume and parallelism")
+    where = ("dask-local:N, dask://HOST:PORT, slurm (a submitit job array, waited for) or "
+             "submitit-local (the same on this machine)" if jobs
+             else "dask-local:N or dask://HOST:PORT")
     p.add_argument("--executor", default="local", metavar="EXECUTOR",
-                   help="where shards train: local (in this process), processes:N, "
-                        "dask-local:N, dask://HOST:PORT, slurm (a submitit job array, "
-                        "waited for) or submitit-local (the same on this machine) "
+                   help=f"where shards train: local (in this process), processes:N, {where} "
                         "(default %(default)s)")
     p.add_argument("--state-every", dest="state_every", type=float, default=60.0,
                    metavar="SECONDS", help="save a long shard's training state this often, "
                    "to resume mid-run after a kill (default %(default)g)")
+
+
+def _sweep_options(p) -> None:
+    _shard_options(p, jobs=True)
     p.add_argument("--replace", action="store_true",
                    help="allow settings that alter the runs already in --out (its result is "
                         "replaced; without it such a change is refused)")
@@ -328,14 +334,7 @@ def build_parser(run_family: str | None = None) -> argparse.ArgumentParser:
     bd.add_argument("--out", required=True, metavar="DIR",
                     help="output folder: new, empty, or holding this search (to resume)")
     bd.add_argument("--scale", default="full", help=SCALE_HELP)
-    bd.add_argument("--shard-size", dest="shard_size", type=int, default=512, metavar="N",
-                    help="at most N runs per shard (default %(default)s)")
-    bd.add_argument("--executor", default="local", metavar="EXECUTOR",
-                    help="where shards train: local, processes:N, dask-local:N or "
-                         "dask://HOST:PORT (default %(default)s)")
-    bd.add_argument("--state-every", dest="state_every", type=float, default=60.0,
-                    metavar="SECONDS", help="save a long shard's training state this often "
-                    "(default %(default)g)")
+    _shard_options(bd, jobs=False)
     q = sub.add_parser("reproduce", help="a preset's sweep and its figures",
                        description="Run a shipped preset's sweep and draw its figures.",
                        parents=[common])
