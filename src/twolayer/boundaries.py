@@ -55,7 +55,6 @@ import hashlib
 import json
 import math
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -570,17 +569,13 @@ def search_of(ds) -> Search:
 
 
 def is_boundary_spec(source) -> bool:
-    """Whether a spec (path, preset name or dict) has a ``[boundary]`` table."""
-    from . import presets
+    """Whether a spec (path, preset name or dict) has a ``[boundary]`` table (False for one
+    that cannot be read: reading it as a sweep then says why)."""
+    from . import sweeps
 
-    if isinstance(source, dict):
-        return "boundary" in source
-    path = Path(source)
-    if not path.exists() and str(source) in presets.names():
-        path = presets.path(str(source))
     try:
-        return "boundary" in tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        return "boundary" in sweeps.read_raw(source)[0]
+    except ConfigError:
         return False
 
 
