@@ -75,6 +75,14 @@ def test_sweep_equals_single_runs_and_resume(tmp_path):
             assert p.stat().st_mtime_ns == stamps[p.name]  # untouched
     assert victim.exists()
     xr.testing.assert_identical(again.drop_attrs(), ds.drop_attrs())
+    # the merge of every shard read back from its file equals the merge of the Datasets the
+    # first sweep kept in memory (it does not read back what it wrote): attributes included
+    store.result_path(out).unlink()
+    from_files = twolayer.sweep(SPEC, out, shard_size=4)
+    for a in (from_files, ds):
+        a.attrs.pop("created")
+    xr.testing.assert_identical(from_files, ds)
+    assert all(from_files[k].dtype == ds[k].dtype for k in ds.variables)
 
 
 def test_shard_size_does_not_change_results(tmp_path):

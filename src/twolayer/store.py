@@ -81,6 +81,9 @@ def _encoding(ds: xr.Dataset) -> dict:
 
 
 def _write_nc(ds: xr.Dataset, path: Path) -> None:
+    # without the encodings of files read before (their chunk sizes): the same file whether
+    # a sweep's shards came from memory or from disk
+    ds = ds.drop_encoding()
     _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(ds)))
 
 
@@ -392,16 +395,33 @@ def _encode(value):
     return json.dumps(value, default=str), True
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def _json_key(value):
+    """A hashable stand-in for a setting's JSON text (two values have equal keys exactly when
+    ``json.dumps`` writes them alike): a number keeps its type (1, 1.0 and true differ in
+    JSON), a float its repr (-0.0 is not 0.0), lists and tuples are alike."""
+    t = type(value)
+    if t in _SCALARS:
+        return t, value
+    if t is float:
+        return t, repr(value)
+    if t in (list, tuple):
+        return list, tuple(_json_key(v) for v in value)
+    return None, json.dumps(value, sort_keys=True, default=str)
+
+
 def settings_attrs(configs: list[dict]) -> tuple[dict, list[str]]:
     """The settings every run shares, as attributes (encoded by ``_encode``), and the
     names of the settings that differ between runs."""
     attrs, as_json, varying = {}, [], []
     for name in configs[0]:
-        values = {json.dumps(c.get(name), sort_keys=True, default=str) for c in configs}
-        if len(values) > 1:
+        first = _json_key(configs[0].get(name))
+        if any(_json_key(c.get(name)) != first for c in configs):
             varying.append(name)
             continue
-        value, is_json = _encode(json.loads(values.pop()))
+        value, is_json = _encode(json.loads(json.dumps(configs[0].get(name), default=str)))
         attrs[name] = value
         if is_json:
             as_json.append(name)
