@@ -602,8 +602,13 @@ def info(folder) -> dict:
     result.nc."""
     path = Path(folder)
     meta = read_meta(path) if path.is_dir() else None
+    if meta is None and path.is_dir() and (path / "run.json").exists():
+        return _run_info(path)
+    if meta is None and path.is_dir() and (path / "boundary.json").exists():
+        return _boundary_info(path)
     if meta is None:
-        raise ConfigError(f"{path} holds no twolayer sweep (no sweep.json)")
+        raise ConfigError(f"{path} holds no twolayer sweep, run or boundary search (no "
+                          f"sweep.json, run.json or boundary.json)")
     try:
         shards = [dict(key=str(s["key"]), runs=int(s["runs"]), desc=str(s.get("desc", "")))
                   for s in meta["shards"]]
@@ -622,12 +627,60 @@ def info(folder) -> dict:
                        for s in shards if s not in done],
            "running": lock_holder(path),
            "result": str(result_path(path)) if result_path(path).exists() else None}
-    if out["result"]:
+    return {"kind": "sweep", **out, **_result_summary(path)}
+
+
+def _result_summary(path: Path) -> dict:
+    """``dims``, ``variables`` and ``provenance`` of a folder's result.nc (none: {})."""
+    if not result_path(path).exists():
+        return {}
+    try:
+        with xr.open_dataset(result_path(path), engine=ENGINE) as ds:
+            return {"dims": dict(ds.sizes), "variables": sorted(ds.data_vars),
+                    "provenance": {k: v for k, v in ds.attrs.items()
+                                   if k not in ("sweep", "spec")}}
+    except UNREADABLE_NC:
+        read_result(result_path(path))  # raises its one-line ConfigError
+        raise
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path} is unreadable; rerun the command that wrote it")
+    return meta
+
+
+def _run_info(path: Path) -> dict:
+    """``info`` of a ``run --out`` folder: ``kind`` "run", ``family``, ``result``, and with a
+    result ``dims``, ``variables`` and ``provenance``."""
+    meta = _json_file(path / "run.json")
+    result = result_path(path)
+    return {"kind": "run", "family": meta.get("family", "?"), "running": lock_holder(path),
+            "result": str(result) if result.exists() else None, **_result_summary(path)}
+
+
+def _boundary_info(path: Path) -> dict:
+    """``info`` of a boundary search's folder: ``kind`` "boundary", ``name``, ``scale``,
+    ``rounds`` (one dict per round folder: ``round``, ``runs_done``, ``runs_total``; a
+    round's shards are not merged on their own), ``running`` (a round's lock holder, or None), ``result``, and with a
+    result ``dims``, ``variables`` and ``provenance``."""
+    meta = _json_file(path / "boundary.json")
+    rounds, running = [], None
+    folders = sorted((p for p in (path / "rounds").glob("*") if p.is_dir()),
+                     key=lambda p: (len(p.name), p.name))
+    for folder in folders:
         try:
-            with xr.open_dataset(result_path(path), engine=ENGINE) as ds:
-                out["dims"] = dict(ds.sizes)
-                out["variables"] = sorted(ds.data_vars)
-                out["provenance"] = {k: v for k, v in ds.attrs.items() if k != "sweep"}
-        except UNREADABLE_NC:
-            read_result(result_path(path))  # raises its one-line ConfigError
-    return out
+            r = info(folder)
+        except ConfigError:  # a round whose manifest is not written yet
+            continue
+        rounds.append({"round": folder.name, "runs_done": r["runs_done"],
+                       "runs_total": r["runs_total"]})
+        running = running or r["running"]
+    result = result_path(path)
+    return {"kind": "boundary", "name": meta.get("name", "?"), "scale": meta.get("scale", "?"),
+            "rounds": rounds, "running": running,
+            "result": str(result) if result.exists() else None, **_result_summary(path)}
