@@ -615,7 +615,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
         notes += check_identity(out, spec, held, meta, replace)
     todo = plan(spec, shard_size, out, meta)
     _check_groups(spec.family, todo.train)
-    _check_size(spec, todo, max_memory)
+    _check_size(spec, todo, max_memory, executor)
     # an Executor given by the caller stays open
     ex = open_executor(executor, folder=out, job_options=job_options, name=spec.name)
     task = ShardTask(spec.family, None, state_every, False)
@@ -665,11 +665,18 @@ def _manifest(spec: Spec, todo: Plan) -> dict:
             "format": SHARD_FORMAT, "spec": spec.raw, "shards": entries}
 
 
-def _check_size(spec: Spec, todo: Plan, max_memory) -> None:
-    """Refuse a sweep whose estimated memory (``estimate``) exceeds the limit, before
-    anything is allocated."""
+def _check_size(spec: Spec, todo: Plan, max_memory, executor=None) -> None:
+    """Refuse a sweep whose estimated memory (``estimate``; with worker processes on this
+    machine, ``executors.local_workers``, that many of its largest shard at once) exceeds
+    the limit, before anything is allocated."""
+    from .executors import local_workers
+
     largest, total = estimate(spec, todo)
-    check_memory(total, max_memory, f"{todo.runs} runs (largest shard {fmt_bytes(largest)})")
+    workers = local_workers(executor)
+    total += (workers - 1) * largest
+    at_once = f", {workers} at once" if workers > 1 else ""
+    check_memory(total, max_memory,
+                 f"{todo.runs} runs (largest shard {fmt_bytes(largest)}{at_once})")
 
 
 def estimate(spec: Spec, todo: Plan) -> tuple[float, float]:
