@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import twolayer
+from twolayer import store
 from twolayer import boundaries as boundary
 from twolayer.boundaries import Search, locate
 from twolayer.config import ConfigError
@@ -159,6 +160,10 @@ def test_tiny_real_search_resumes_without_training(tmp_path):
     assert list(ds.flag.values) == ["ok", "ok"]
     assert ds.crossing.dims == ("input_dim",) and ds.probe_metric.dims == ("input_dim", "probe", "seed")
     assert (ds.hi - ds.lo <= 0.4 + 1e-9).all() and int(ds.attrs["boundary_rounds"]) == 4
+    info = store.info(out)  # what `twolayer info` prints for a search's folder
+    assert info["kind"] == "boundary" and info["result"] and info["dims"]["input_dim"] == 2
+    assert [r["round"] for r in info["rounds"]] == ["0", "1", "2", "3"]
+    assert all(r["runs_done"] == r["runs_total"] > 0 for r in info["rounds"])
     # rerun: every round's shards are found done, nothing is trained, the result is equal
     lines = []
     again = twolayer.boundary(TINY, out, shard_size=4, log=lines.append)

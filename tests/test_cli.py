@@ -22,6 +22,9 @@ def test_run_prints_summary_and_writes_result(tmp_path):
     summary = json.loads(out.stdout.splitlines()[0])
     assert summary["stop_step"] == 200 and not summary["diverged"]
     assert (tmp_path / "r" / "result.nc").exists() and (tmp_path / "r" / "run.png").exists()
+    info = cli("info", tmp_path / "r")  # a run's folder, not only a sweep's
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.startswith("run (family single_neuron") and "dims: step=10" in info.stdout
 
 
 def test_sweep_info_plot(tmp_path):

@@ -271,3 +271,38 @@ def test_heatmap_has_one_title_and_names_the_variable_on_the_colour_bar():
     # a log axis labels at most about six decades, no minor tick labels
     texts = [t.get_text() for t in ax.yaxis.get_ticklabels(minor=True) if t.get_visible()]
     assert not any(texts)
+
+
+def _visible_labels(fig, axis):
+    fig.draw_without_rendering()
+    return [(lab.get_text(), lab.get_window_extent())
+            for lab in axis.get_majorticklabels() + axis.get_minorticklabels()
+            if lab.get_visible() and lab.get_text()]
+
+
+def test_crowded_tick_labels_are_thinned_not_run_together(tmp_path):
+    """fig6's widths 2, 3, 10, ..., 3000 as ticks on a narrow log axis, and a linear axis of
+    large step counts: after saving, no two visible tick labels overlap, and an axis with room
+    keeps every label."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig = Figure(figsize=(3.0, 1.6), layout="constrained")
+    crowded, roomy = fig.subplots(1, 2)
+    widths = [2, 3, 10, 30, 100, 300, 1000, 3000]
+    crowded.plot(widths, widths)
+    crowded.set_xscale("log")
+    crowded.set_xticks(widths)
+    crowded.xaxis.set_major_formatter(ScalarFormatter())
+    crowded.xaxis.set_minor_formatter(NullFormatter())
+    roomy.plot([0, 1], [0, 1])
+    roomy.set_xticks([0, 1])
+    before = len(_visible_labels(fig, crowded.xaxis))
+    overlapping = lambda labs: [  # noqa: E731
+        (a[0], b[0]) for i, a in enumerate(labs) for b in labs[i + 1:] if a[1].overlaps(b[1])]
+    assert overlapping(_visible_labels(fig, crowded.xaxis))  # the case is really crowded
+    common.save(fig, tmp_path / "f.png")
+    after = _visible_labels(fig, crowded.xaxis)
+    assert not overlapping(after) and 2 <= len(after) < before
+    assert [t for t, _ in after][0] == "2"  # thinned from the lowest value up
+    assert [t for t, _ in _visible_labels(fig, roomy.xaxis)] == ["0", "1"]

@@ -253,14 +253,14 @@ SKIP_MODE = ("coefficient_mode",)
 def test_coefficient_mode_equals_direct_mode(which):
     """C1: linear, isotropic, projected, bias + PyTorch init + frozen output, d = 50 padded
     to 64. C2: XOR, orthogonal, explicit, zero initial filters (run 1), sign init, own output
-    step size, d = 70 padded to 80. Every recorded variable within 1e-12 of its max (the
+    step size, d = 70 padded to 128. Every recorded variable within 1e-12 of its max (the
     tolerance docs/patch_cnn.md states)."""
     if which == "c1":
         (_, direct), (cfgs, coef) = trained("c1_direct"), trained("c1_coef")
     else:
         (_, direct), (cfgs, coef) = trained("c2_direct"), trained("c2_coef")
         coef = coef.isel(run=[0, 1, 2])
-    assert pc.padded_dim(cfgs[0]) == (64 if which == "c1" else 80)
+    assert pc.padded_dim(cfgs[0]) == (64 if which == "c1" else 128)
     assert static_part(cfgs[0]).input_dim == pc.padded_dim(cfgs[0])
     assert coef["coefficient_mode"].values.all() and not direct["coefficient_mode"].values.any()
     for name in ("margin_sample", "noise_coeff", "signal_coeff", "output_weight",
@@ -296,14 +296,15 @@ def test_auto_parameterization_picks_coefficient_iff_basis_smaller_than_d():
 
 # ---------------------------------------------------------------- 4. padding
 def test_padding_buckets_and_padded_runs():
-    for d, want in ((3, 64), (50, 64), (64, 64), (65, 80), (70, 80), (80, 80), (81, 96),
-                    (100, 112), (128, 128), (129, 160), (200, 224), (1000, 1024)):
+    for d, want in ((3, 64), (50, 64), (64, 64), (65, 128), (70, 128), (80, 128), (100, 128),
+                    (128, 128), (129, 256), (1000, 1024), (4096, 4096), (4097, 5120),
+                    (6000, 6144), (7000, 7168), (7169, 8192), (100_000, 114_688)):
         cfg = make(input_dim=d, n_train=1, parameterization="coefficient")
         assert pc.padded_dim(cfg) == want, d
         assert static_part(cfg).input_dim == want
-        assert want <= max(64, 1.25 * d)
+        assert d <= want <= (max(64, 2 * d - 1) if d <= 4096 else 1.25 * d)
     assert pc.padded_dim(make(input_dim=70, n_train=5, parameterization="direct")) == 70
-    # C2's runs at d = 70 and d = 80 share the bucket 80 and one program
+    # C2's runs at d = 70 and d = 80 share the bucket 128 and one program
     cfgs, ds = trained("c2_coef")
     assert static_part(cfgs[0]) == static_part(cfgs[3])
     assert cfgs[3].input_dim == 80 and cfgs[0].input_dim == 70
@@ -311,7 +312,7 @@ def test_padding_buckets_and_padded_runs():
     for i in (0, 3):
         assert float(ds["effective_signal_norm"][i]) == pytest.approx(
             C2_RUNS[i]["snr"] * 0.8 * math.sqrt(C2_RUNS[i]["input_dim"]), rel=1e-15)
-    # padded (coefficient, d = 70 in 80; C1: 50 in 64) == direct is test 3; here: run 3
+    # padded (coefficient, d = 70 in 128; C1: 50 in 64) == direct is test 3; here: run 3
     # (d = 80) and run 0 (d = 70, padded) trained together equal each alone
     for i in (0, 3):
         assert_same(ds.isel(run=[i]), alone(i), rtol=1e-12)

@@ -309,3 +309,43 @@ def test_the_same_seed_draws_the_same_experiment_in_every_dtype(family):
             assert v32.dtype == np.float32, name
             np.testing.assert_allclose(v32, np.asarray(v64), rtol=2e-5, atol=1e-6,
                                        err_msg=name)
+
+
+# ---------------------------------------------------------------- settings' identity
+setting_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, 0.5])
+    | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(["a", "b", "1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple),
+    max_leaves=6)
+
+
+@FAST
+@given(a=setting_values, b=setting_values)
+def test_settings_are_alike_exactly_when_their_json_is(a, b):
+    """``store.settings_attrs`` tells shared settings from varying ones by a hashable key
+    instead of JSON text: equal keys exactly when ``json.dumps`` writes the values alike
+    (1, 1.0 and true differ; -0.0 is not 0.0; a tuple is a list)."""
+    from twolayer.store import _json_key, settings_attrs
+
+    CASES["settings identity"] += 1
+    same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert (_json_key(a) == _json_key(b)) == same
+    _, varying = settings_attrs([{"x": a}, {"x": b}])
+    assert (varying == []) == same
+
+
+def test_checked_values_are_remembered_exactly():
+    """``make_config`` remembers checked scalar settings (a grid repeats them in every run):
+    a remembered 0.0 does not turn a later -0.0 into 0.0, nor 1 into True, and a bad value
+    is refused every time."""
+    fam = get_family("patch_cnn")
+    base = {"family": "patch_cnn", **{k: v for k, v in fam.example.items() if k != "snr"}}
+    for x in (0.0, -0.0, 0.0):
+        cfg = make_config(fam.Config, {**base, "signal_norm": x})
+        assert math.copysign(1.0, cfg.signal_norm) == math.copysign(1.0, x)
+    assert make_config(fam.Config, {**base, "width": 1}).width == 1
+    with pytest.raises(ConfigError):
+        make_config(fam.Config, {**base, "bias": 1})
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="must be >= 0"):
+            make_config(fam.Config, {**base, "signal_norm": -1.0})

@@ -75,6 +75,14 @@ def test_sweep_equals_single_runs_and_resume(tmp_path):
             assert p.stat().st_mtime_ns == stamps[p.name]  # untouched
     assert victim.exists()
     xr.testing.assert_identical(again.drop_attrs(), ds.drop_attrs())
+    # the merge of every shard read back from its file equals the merge of the Datasets the
+    # first sweep kept in memory (it does not read back what it wrote): attributes included
+    store.result_path(out).unlink()
+    from_files = twolayer.sweep(SPEC, out, shard_size=4)
+    for a in (from_files, ds):
+        a.attrs.pop("created")
+    xr.testing.assert_identical(from_files, ds)
+    assert all(from_files[k].dtype == ds[k].dtype for k in ds.variables)
 
 
 def test_shard_size_does_not_change_results(tmp_path):
@@ -174,3 +182,21 @@ def test_info_lists_missing_shards(tmp_path):
     assert (info["shards_done"], info["shards_total"]) == (2, 3)
     assert [s["key"] for s in info["missing"]] == [victim.stem]
     assert info["runs_done"] == 4 and info["runs_total"] == 6
+
+
+def test_memory_estimate_counts_the_shards_trained_at_once():
+    """With N worker processes on this machine, N of the largest shard are in memory at
+    once: a limit between the one-at-a-time estimate and that is refused for processes:4,
+    passed for local (no training: the check comes first)."""
+    from twolayer.executors import local_workers
+
+    spec = sweep.load_spec(SPEC)
+    todo = sweep.plan(spec, 4)
+    largest, total = sweep.estimate(spec, todo)
+    assert largest > 0 and local_workers("processes:4") == 4 and local_workers(None) == 1
+    assert local_workers("dask-local:3") == 3 and local_workers("dask://h:1") == 1
+    limit = total + 2 * largest
+    sweep._check_size(spec, todo, limit, "local")
+    sweep._check_size(spec, todo, limit, "processes:2")
+    with pytest.raises(ConfigError, match="4 at once"):
+        sweep._check_size(spec, todo, limit, "processes:4")

@@ -184,7 +184,7 @@ def test_info_tells_a_running_sweep_from_an_unfinished_one(swept, tmp_path, caps
     with store._locked(folder):
         assert cli.main(["info", str(folder)]) == 0
         text = capsys.readouterr().out
-    assert f"running: pid {os.getpid()}" in text and "the sweep is running" in text
+    assert f"running: pid {os.getpid()}" in text and "it is running" in text
     assert "rerun the sweep" not in text
 
 

@@ -162,6 +162,18 @@ def _cmd_info(args, extra):
     from . import store
 
     info = store.info(args.dir)
+    if info["kind"] == "run":
+        print(f"run (family {info['family']}, twolayer run --out)")
+    elif info["kind"] == "boundary":
+        print(f"boundary search {info['name']} (scale {info['scale']}): "
+              f"{len(info['rounds'])} rounds")
+        for r in info["rounds"]:
+            print(f"  round {r['round']}: {r['runs_done']}/{r['runs_total']} runs done")
+    if info["kind"] != "sweep":
+        if info["running"]:
+            print(f"running: {info['running']}")
+        _print_result(info, "rerun the same command to finish it")
+        return
     print(f"sweep {info['name']} (family {info['family']}, scale {info['scale']})")
     print(f"shards: {info['shards_done']}/{info['shards_total']} done, "
           f"runs: {info['runs_done']}/{info['runs_total']}")
@@ -171,6 +183,10 @@ def _cmd_info(args, extra):
         saved = s["resumes_at_step"]
         more = "" if saved is None else f" (training state saved at step {saved})"
         print(f"  missing shard {s['key']}: {s['runs']} runs, {s['desc']}{more}")
+    _print_result(info, "rerun the sweep to finish it")
+
+
+def _print_result(info: dict, finish: str) -> None:
     if info["result"]:
         print(f"result: {info['result']}")
         print("dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
@@ -178,10 +194,9 @@ def _cmd_info(args, extra):
         for k, v in info["provenance"].items():
             print(f"  {k}: {v}")
     elif info["running"]:
-        print("result: not merged yet (the sweep is running; it merges when its shards "
-              "are done)")
+        print("result: not merged yet (it is running; it merges when its runs are done)")
     else:
-        print("result: not merged yet (rerun the sweep to finish it)")
+        print(f"result: not merged yet ({finish})")
 
 
 def _width() -> int:

@@ -148,6 +148,14 @@ def _static_value(cfg, name):
     return bucket(cfg) if bucket else getattr(cfg, name)
 
 
+@functools.cache
+def _key_parts(cls) -> tuple[tuple, tuple]:
+    """((name, bucket or None) of each static field, the batched fields' names)."""
+    specs = field_specs(cls)
+    return (tuple((n, specs[n].metadata.get("bucket")) for n in static_names(cls)),
+            batched_names(cls))
+
+
 def suggest(name: str, options) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -226,6 +234,44 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
     return value
 
 
+def _checked(cls, key: str, value: Any) -> Any:
+    """One setting's value coerced to its field's type and checked against its choices,
+    bounds and finiteness (``make_config``); raises ``ConfigError``."""
+    meta = field_specs(cls)[key].metadata
+    value = _coerce(key, value, _type_hints(cls)[key])
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"'{key}' must be one of {', '.join(map(str, meta['choices']))}; "
+                          f"got {value!r}{suggest(str(value), meta['choices'])}")
+    if isinstance(value, tuple):  # a list setting: every number finite
+        for v in value:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"'{key}' must hold finite numbers, got {list(value)!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"'{key}' must be finite, got {value!r}")
+        if meta.get("minimum") is not None and value < meta["minimum"]:
+            raise ConfigError(f"'{key}' must be >= {meta['minimum']}, got {value!r}")
+        if meta.get("maximum") is not None and value > meta["maximum"]:
+            raise ConfigError(f"'{key}' must be <= {meta['maximum']}, got {value!r}")
+        if meta.get("positive") and value <= 0:
+            raise ConfigError(f"'{key}' must be > 0, got {value!r}")
+    return value
+
+
+# Checked values of the plain scalar settings, by (class, key, type, value; a float by its
+# repr, so that -0.0 is not 0.0): a sweep's runs repeat their fixed settings in every run's
+# config, and a grid of 10^5 runs would otherwise check them 10^5 times.
+_MEMO_TYPES = (int, float, str, bool, type(None))
+_CHECKED: dict = {}
+
+
+@functools.cache
+def _applies(cls) -> tuple[tuple[str, Any, tuple], ...]:
+    """(key, default, (field, allowed values)) of every field that applies only to some runs."""
+    return tuple((n, f.default, f.metadata["applies"]) for n, f in field_specs(cls).items()
+                 if f.metadata.get("applies"))
+
+
 def make_config(cls, values: dict, *, where: str = "") -> Any:
     """Build and validate a config of class ``cls`` from a plain dict (TOML table, CLI
     flags, kwargs): unknown keys, wrong types, values outside ``choices``, below ``minimum``
@@ -233,38 +279,25 @@ def make_config(cls, values: dict, *, where: str = "") -> Any:
     optional) checks what involves several fields. ``where`` is appended to the message of
     an unknown key (e.g. " in [base]"). Returns the config instance."""
     specs = field_specs(cls)
-    hints = _type_hints(cls)
     clean = {}
     for key, value in values.items():
         if key not in specs:
             raise ConfigError(f"unknown key '{key}'{where}{suggest(key, specs)}; "
                               f"allowed keys: {', '.join(sorted(specs))}")
-        value = _coerce(key, value, hints[key])
-        meta = specs[key].metadata
-        if meta.get("choices") and value not in meta["choices"]:
-            raise ConfigError(f"'{key}' must be one of {', '.join(map(str, meta['choices']))}; "
-                              f"got {value!r}{suggest(str(value), meta['choices'])}")
-        if isinstance(value, tuple):  # a list setting: every number finite
-            for v in value:
-                if isinstance(v, float) and not math.isfinite(v):
-                    raise ConfigError(f"'{key}' must hold finite numbers, got {list(value)!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"'{key}' must be finite, got {value!r}")
-            if meta.get("minimum") is not None and value < meta["minimum"]:
-                raise ConfigError(f"'{key}' must be >= {meta['minimum']}, got {value!r}")
-            if meta.get("maximum") is not None and value > meta["maximum"]:
-                raise ConfigError(f"'{key}' must be <= {meta['maximum']}, got {value!r}")
-            if meta.get("positive") and value <= 0:
-                raise ConfigError(f"'{key}' must be > 0, got {value!r}")
-        clean[key] = value
+        t = type(value)
+        memo = (cls, key, t, repr(value) if t is float else value) if t in _MEMO_TYPES else None
+        if memo is not None and memo in _CHECKED:
+            clean[key] = _CHECKED[memo]
+            continue
+        clean[key] = _checked(cls, key, value)
+        if memo is not None and len(_CHECKED) < 100_000:
+            _CHECKED[memo] = clean[key]
     cfg = cls(**clean)
     # a setting that means nothing for this run is refused, not ignored (its default value
     # passes: a config's full dict round-trips)
-    for key, value in clean.items():
-        applies = specs[key].metadata.get("applies")
-        if (applies and getattr(cfg, applies[0]) not in applies[1]
-                and value != specs[key].default):
+    for key, default, applies in _applies(cls):
+        value = clean.get(key, default)
+        if getattr(cfg, applies[0]) not in applies[1] and value != default:
             allowed = " or ".join(f"'{v}'" for v in applies[1])
             raise ConfigError(f"'{key}' applies to {applies[0]} = {allowed} only; this run "
                               f"has {applies[0]} = {getattr(cfg, applies[0])!r}")
@@ -292,8 +325,9 @@ def refuse_float32_underflow(cfg, *names) -> None:
 
 def static_key(cfg) -> tuple:
     """What decides the compiled program: runs with equal keys share one batched call."""
-    return tuple((n, _static_value(cfg, n)) for n in static_names(type(cfg))) + tuple(
-        (n + "_is_set", getattr(cfg, n) is not None) for n in batched_names(type(cfg)))
+    statics, batched = _key_parts(type(cfg))
+    return tuple((n, b(cfg) if b else getattr(cfg, n)) for n, b in statics) + tuple(
+        (n + "_is_set", getattr(cfg, n) is not None) for n in batched)
 
 
 def static_part(cfg):
@@ -325,4 +359,9 @@ class _Batched:
 
 def to_dict(cfg) -> dict:
     """Every field of a config as a plain dict (name to value)."""
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return {n: getattr(cfg, n) for n in _field_names(type(cfg))}
+
+
+@functools.cache
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))

@@ -286,6 +286,17 @@ def _count(text: str, spelling: str) -> int:
     return n
 
 
+def local_workers(spec) -> int:
+    """How many shards an executor spelling trains at once on this machine, each in its
+    own process: N for "processes:N" and "dask-local:N", else 1 (this process, or workers
+    on other machines). A sweep's memory estimate counts that many largest shards."""
+    if isinstance(spec, str):
+        kind, sep, rest = spec.partition(":")
+        if kind in ("processes", "dask-local") and sep:
+            return _count(rest, spec)
+    return 1
+
+
 def open_executor(spec=None, *, folder=None, job_options=None, name="sweep") -> Executor:
     """An executor from its spelling (None or "local", "processes:N", "dask-local:N",
     "dask://HOST:PORT", "slurm", "submitit-local"), a ``distributed.Client``, or an

@@ -81,6 +81,9 @@ def _encoding(ds: xr.Dataset) -> dict:
 
 
 def _write_nc(ds: xr.Dataset, path: Path) -> None:
+    # without the encodings of files read before (their chunk sizes): the same file whether
+    # a sweep's shards came from memory or from disk
+    ds = ds.drop_encoding()
     _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(ds)))
 
 
@@ -392,16 +395,47 @@ def _encode(value):
     return json.dumps(value, default=str), True
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def _json_key(value):
+    """A hashable stand-in for a setting's JSON text (two values have equal keys exactly when
+    ``json.dumps`` writes them alike): a number keeps its type (1, 1.0 and true differ in
+    JSON), a float its repr (-0.0 is not 0.0), lists and tuples are alike."""
+    t = type(value)
+    if t in _SCALARS:
+        return t, value
+    if t is float:
+        return t, repr(value)
+    if t in (list, tuple):
+        return list, tuple(_json_key(v) for v in value)
+    return None, json.dumps(value, sort_keys=True, default=str)
+
+
+def _shared(name: str, configs: list[dict]) -> bool:
+    """Whether every config writes ``name`` alike in JSON (``_json_key``). Fast path for
+    10^5 runs: one scalar value of one type throughout (C-level count and set), a float
+    also by its repr; otherwise value by value."""
+    col = [c.get(name) for c in configs]
+    first = col[0]
+    t = type(first)
+    if ((t in _SCALARS or t is float) and col.count(first) == len(col)
+            and len(set(map(type, col))) == 1
+            and (t is not float or len(set(map(repr, col))) == 1)):
+        return True
+    key = _json_key(first)
+    return all(_json_key(v) == key for v in col)
+
+
 def settings_attrs(configs: list[dict]) -> tuple[dict, list[str]]:
     """The settings every run shares, as attributes (encoded by ``_encode``), and the
     names of the settings that differ between runs."""
     attrs, as_json, varying = {}, [], []
     for name in configs[0]:
-        values = {json.dumps(c.get(name), sort_keys=True, default=str) for c in configs}
-        if len(values) > 1:
+        if not _shared(name, configs):
             varying.append(name)
             continue
-        value, is_json = _encode(json.loads(values.pop()))
+        value, is_json = _encode(json.loads(json.dumps(configs[0].get(name), default=str)))
         attrs[name] = value
         if is_json:
             as_json.append(name)
@@ -582,8 +616,13 @@ def info(folder) -> dict:
     result.nc."""
     path = Path(folder)
     meta = read_meta(path) if path.is_dir() else None
+    if meta is None and path.is_dir() and (path / "run.json").exists():
+        return _run_info(path)
+    if meta is None and path.is_dir() and (path / "boundary.json").exists():
+        return _boundary_info(path)
     if meta is None:
-        raise ConfigError(f"{path} holds no twolayer sweep (no sweep.json)")
+        raise ConfigError(f"{path} holds no twolayer sweep, run or boundary search (no "
+                          f"sweep.json, run.json or boundary.json)")
     try:
         shards = [dict(key=str(s["key"]), runs=int(s["runs"]), desc=str(s.get("desc", "")))
                   for s in meta["shards"]]
@@ -602,12 +641,60 @@ def info(folder) -> dict:
                        for s in shards if s not in done],
            "running": lock_holder(path),
            "result": str(result_path(path)) if result_path(path).exists() else None}
-    if out["result"]:
+    return {"kind": "sweep", **out, **_result_summary(path)}
+
+
+def _result_summary(path: Path) -> dict:
+    """``dims``, ``variables`` and ``provenance`` of a folder's result.nc (none: {})."""
+    if not result_path(path).exists():
+        return {}
+    try:
+        with xr.open_dataset(result_path(path), engine=ENGINE) as ds:
+            return {"dims": dict(ds.sizes), "variables": sorted(ds.data_vars),
+                    "provenance": {k: v for k, v in ds.attrs.items()
+                                   if k not in ("sweep", "spec")}}
+    except UNREADABLE_NC:
+        read_result(result_path(path))  # raises its one-line ConfigError
+        raise
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path} is unreadable; rerun the command that wrote it")
+    return meta
+
+
+def _run_info(path: Path) -> dict:
+    """``info`` of a ``run --out`` folder: ``kind`` "run", ``family``, ``result``, and with a
+    result ``dims``, ``variables`` and ``provenance``."""
+    meta = _json_file(path / "run.json")
+    result = result_path(path)
+    return {"kind": "run", "family": meta.get("family", "?"), "running": lock_holder(path),
+            "result": str(result) if result.exists() else None, **_result_summary(path)}
+
+
+def _boundary_info(path: Path) -> dict:
+    """``info`` of a boundary search's folder: ``kind`` "boundary", ``name``, ``scale``,
+    ``rounds`` (one dict per round folder: ``round``, ``runs_done``, ``runs_total``; a
+    round's shards are not merged on their own), ``running`` (a round's lock holder, or None), ``result``, and with a
+    result ``dims``, ``variables`` and ``provenance``."""
+    meta = _json_file(path / "boundary.json")
+    rounds, running = [], None
+    folders = sorted((p for p in (path / "rounds").glob("*") if p.is_dir()),
+                     key=lambda p: (len(p.name), p.name))
+    for folder in folders:
         try:
-            with xr.open_dataset(result_path(path), engine=ENGINE) as ds:
-                out["dims"] = dict(ds.sizes)
-                out["variables"] = sorted(ds.data_vars)
-                out["provenance"] = {k: v for k, v in ds.attrs.items() if k != "sweep"}
-        except UNREADABLE_NC:
-            read_result(result_path(path))  # raises its one-line ConfigError
-    return out
+            r = info(folder)
+        except ConfigError:  # a round whose manifest is not written yet
+            continue
+        rounds.append({"round": folder.name, "runs_done": r["runs_done"],
+                       "runs_total": r["runs_total"]})
+        running = running or r["running"]
+    result = result_path(path)
+    return {"kind": "boundary", "name": meta.get("name", "?"), "scale": meta.get("scale", "?"),
+            "rounds": rounds, "running": running,
+            "result": str(result) if result.exists() else None, **_result_summary(path)}

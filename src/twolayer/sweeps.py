@@ -550,7 +550,9 @@ class ShardTask:
     state_every: float = 60.0
     progress: bool | None = False
 
-    def __call__(self, item, report=None):
+    def __call__(self, item, report=None, keep=False):
+        """Train the shard ``item`` (label, Shard). ``keep``: also return the Dataset as
+        written (the caller in this process then need not read the file back)."""
         from .progress import ensure_handler, log
 
         ensure_handler()  # a worker process logs to its stderr, as the caller's does
@@ -563,7 +565,7 @@ class ShardTask:
             return ds
         folder = Path(self.folder)
         if store.shard_done(folder, shard.key):  # a retried task whose shard got written
-            return None
+            return (None, None) if keep else None
         state = store.TrainingState(folder, shard.key, self.state_every)
         resumed = state.saved_step()
         again = "" if resumed is None else f" resumed at step {resumed}"
@@ -572,7 +574,7 @@ class ShardTask:
         log.info(f"{label}: {summary(ds)}")
         store.write_shard(folder, shard.key, ds)
         state.clear()
-        return resumed
+        return (resumed, ds) if keep else resumed
 
 
 def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=None,
@@ -613,7 +615,7 @@ def run(spec, out=None, *, scale: str = "full", shard_size: int = 512, progress=
         notes += check_identity(out, spec, held, meta, replace)
     todo = plan(spec, shard_size, out, meta)
     _check_groups(spec.family, todo.train)
-    _check_size(spec, todo, max_memory)
+    _check_size(spec, todo, max_memory, executor)
     # an Executor given by the caller stays open
     ex = open_executor(executor, folder=out, job_options=job_options, name=spec.name)
     task = ShardTask(spec.family, None, state_every, False)
@@ -663,11 +665,18 @@ def _manifest(spec: Spec, todo: Plan) -> dict:
             "format": SHARD_FORMAT, "spec": spec.raw, "shards": entries}
 
 
-def _check_size(spec: Spec, todo: Plan, max_memory) -> None:
-    """Refuse a sweep whose estimated memory (``estimate``) exceeds the limit, before
-    anything is allocated."""
+def _check_size(spec: Spec, todo: Plan, max_memory, executor=None) -> None:
+    """Refuse a sweep whose estimated memory (``estimate``; with worker processes on this
+    machine, ``executors.local_workers``, that many of its largest shard at once) exceeds
+    the limit, before anything is allocated."""
+    from .executors import local_workers
+
     largest, total = estimate(spec, todo)
-    check_memory(total, max_memory, f"{todo.runs} runs (largest shard {fmt_bytes(largest)})")
+    workers = local_workers(executor)
+    total += (workers - 1) * largest
+    at_once = f", {workers} at once" if workers > 1 else ""
+    check_memory(total, max_memory,
+                 f"{todo.runs} runs (largest shard {fmt_bytes(largest)}{at_once})")
 
 
 def estimate(spec: Spec, todo: Plan) -> tuple[float, float]:
@@ -718,17 +727,23 @@ def _train(ex, task: ShardTask, todo: Plan, folder, log, display) -> dict:
     items = [(label[s.key], s) for s in pending]
     done = len(results)
     index = {key: i for i, key in enumerate(todo.sources)}
-    if ex.name == "local":  # the engine reports to the display as it trains
+    local = ex.name == "local"
+    if local:  # the engine reports to the display as it trains
         def fn(item):
             i = index[item[1].key]
             display.started(i, len(item[1].configs))
-            return task(item, report=display.reporter(i))
+            return task(item, report=display.reporter(i), keep=folder is not None)
     else:
         fn = task
     for j, value in ex.map(fn, items):
         shard = pending[j]
+        kept = None
+        if local and folder is not None:  # the Dataset just written (equal to its file: tested)
+            value, kept = value
         note = "" if folder is None or value is None else f", resumed at step {value}"
-        if folder is not None:
+        if kept is not None:
+            value = kept
+        elif folder is not None:
             value = store.read_done_shard(folder, shard.key)
             if value is None:
                 raise RuntimeError(f"shard {shard.key} was reported done but its file is "

@@ -18,7 +18,7 @@ from cycler import cycler
 from matplotlib import colors as mcolors
 from matplotlib import style as mstyle
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatterSciNotation
+from matplotlib.ticker import Formatter, LogFormatterSciNotation
 
 from .. import analysis
 from ..config import ConfigError
@@ -510,5 +510,69 @@ def save(fig: Figure, path, dpi: int = DPI, style: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with style_context(style):
+        thin_tick_labels(fig)
         fig.savefig(path, dpi=dpi)
     return path
+
+
+class _Blanked(Formatter):
+    """A tick formatter that writes nothing at some locations and defers to ``inner``
+    everywhere else (offsets and scientific notation included)."""
+
+    def __init__(self, inner: Formatter, blank: set):
+        self.inner, self.blank = inner, np.asarray(sorted(blank), float)
+
+    def set_axis(self, axis):
+        super().set_axis(axis)
+        self.inner.set_axis(axis)
+
+    def set_locs(self, locs):
+        self.inner.set_locs(locs)
+
+    def _blanked(self, x) -> bool:
+        return bool(np.any(np.isclose(x, self.blank, rtol=1e-9, atol=0.0)))
+
+    def __call__(self, x, pos=None):
+        return "" if self._blanked(x) else self.inner(x, pos)
+
+    def format_ticks(self, values):
+        self.set_locs(values)
+        return [self(v, i) for i, v in enumerate(values)]
+
+    def get_offset(self):
+        return self.inner.get_offset()
+
+
+def thin_tick_labels(fig: Figure, gap: float = 2.0) -> None:
+    """Blank every tick label that would overlap a label kept before it (in points; ``gap``
+    apart at least): on each axis, major labels from the lowest value up, then minor labels
+    wherever they clear every kept one. A crowded axis (log ticks 300, 1000, 3000 on a
+    narrow panel, step counts 10000, 15000, ...) then shows every other label instead of
+    a run-together string."""
+    fig.draw_without_rendering()
+    px = gap * fig.dpi / 72.0
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        for axis, horizontal in ((ax.xaxis, True), (ax.yaxis, False)):
+            kept = []
+            for minor in (False, True):
+                labels = [lab for lab in (axis.get_minorticklabels() if minor
+                                          else axis.get_majorticklabels())
+                          if lab.get_visible() and lab.get_text()]
+                boxes = sorted(((lab.get_window_extent(), lab.get_position()[0 if horizontal
+                                                                              else 1])
+                                for lab in labels),
+                               key=lambda b: b[0].x0 if horizontal else b[0].y0)
+                blank = set()
+                for box, loc in boxes:
+                    grown = box.expanded(1.0, 1.0).padded(px / 2)
+                    if any(grown.overlaps(k) for k in kept):
+                        blank.add(loc)
+                    else:
+                        kept.append(box)
+                if blank:
+                    if minor:
+                        axis.set_minor_formatter(_Blanked(axis.get_minor_formatter(), blank))
+                    else:
+                        axis.set_major_formatter(_Blanked(axis.get_major_formatter(), blank))

@@ -20,7 +20,10 @@ DPI = 120  # on screen; files are written at plots.DPI
 
 def png(fig: Figure) -> bytes:
     """The figure as PNG bytes (at a screen dpi, cropped to what is drawn)."""
+    from .common import thin_tick_labels
+
     buf = io.BytesIO()
+    thin_tick_labels(fig)
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return buf.getvalue()
 

@@ -153,6 +153,8 @@ def dynamics(ds, spec: dict) -> Figure:
             ax = axes[r, c]
             if logx:  # linear through the escape (about +-100 steps around 0 once shifted)
                 ax.set_xscale("symlog", linthresh=10 if r == 0 else 100)
+            else:  # 0, 1, 2 x 10^4 rather than 10000, 20000 run together on a narrow panel
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3), useMathText=True)
             if r == 0:
                 ax.set_xlim(0, xmax)
                 ax.set_xlabel(label(clock, ds))
@@ -172,8 +174,11 @@ def dynamics(ds, spec: dict) -> Figure:
     if len(cols) > 1:
         big = sub.sizes.get("neuron", 0) > len(neurons)
         names = [f"neuron {int(n) + 1}" + (r" (large $|C_k|$)" if big else "") for n in neurons]
-        axes[0, 1].legend([Line2D([], [], color="k", ls=ls[j % 4]) for j in range(len(neurons))],
-                          names)
+        # the line styles' key: with a, w, b panels (every corner holds a curve) in the
+        # shifted loss panel, whose lower left the falling loss leaves empty
+        where = (axes[1, 0], "lower left") if params and nrows == 2 else (axes[0, 1], "best")
+        where[0].legend([Line2D([], [], color="k", ls=ls[j % 4]) for j in range(len(neurons))],
+                        names, loc=where[1])
     if rule:
         fig.supxlabel(f"bottom row: shifted by {rule}")
     return finish(fig, spec)
