@@ -295,7 +295,7 @@ def log_ticks(ax, which: str = "both"):
         if axis.get_scale() != "log":
             continue
         axis.set_major_locator(LogLocator(base=10, numticks=6))
-        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
+        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10), numticks=12))
         axis.set_minor_formatter(_FewLogLabels())
 
 
@@ -515,6 +515,18 @@ def save(fig: Figure, path, dpi: int = DPI, style: dict | None = None) -> Path:
     return path
 
 
+def _wrap_clashing_titles(fig: Figure) -> None:
+    """Panel titles that run into a neighbour's ("n = 9 (separation Q1)" beside
+    "n = 10 (all minima perfect)") are broken before their parenthesis, onto two lines."""
+    fig.draw_without_rendering()
+    titles = [ax.title for ax in fig.axes if ax.get_visible() and ax.title.get_text()]
+    boxes = [t.get_window_extent() for t in titles]
+    for i, t in enumerate(titles):
+        if " (" in t.get_text() and any(boxes[i].overlaps(b) for j, b in enumerate(boxes)
+                                        if j != i):
+            t.set_text(t.get_text().replace(" (", "\n(", 1))
+
+
 class _Blanked(Formatter):
     """A tick formatter that writes nothing at some locations and defers to ``inner``
     everywhere else (offsets and scientific notation included)."""
@@ -549,6 +561,7 @@ def thin_tick_labels(fig: Figure, gap: float = 2.0) -> None:
     wherever they clear every kept one. A crowded axis (log ticks 300, 1000, 3000 on a
     narrow panel, step counts 10000, 15000, ...) then shows every other label instead of
     a run-together string."""
+    _wrap_clashing_titles(fig)
     fig.draw_without_rendering()
     px = gap * fig.dpi / 72.0
     for ax in fig.axes:
