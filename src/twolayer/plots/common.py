@@ -192,6 +192,8 @@ def _fmt(v, digits: int = 4) -> str:
             return f"${mant[:-1]}{power}$"
         return f"${mant}\\times{power}$"
     if isinstance(v, (float, np.floating)):
+        if float(v).is_integer():  # 160, not 1.6e+02 at two digits
+            return str(int(v))
         return f"{v:.{digits}g}"
     return str(v)
 
