@@ -40,6 +40,7 @@ EXPECTED_DIMS = {  # the swept dims, in spec order, then step (gradient flow: ti
     # boundary searches: the dims of the boundary points (the seed axis is averaged)
     "boundary-d-scaling": ("activation", "input_dim", "output_init_scale"),
     "boundary-n-scaling": ("activation", "n_train", "output_init_scale"),
+    "boundary-cao-n-scaling": ("n_train",),
 }
 
 
@@ -64,7 +65,8 @@ def tiny(tmp_path_factory):
 # boundary searches (about 45 s each on the shared machine: a compiled program per round size)
 # the slow step runs these (10-45 s each at tiny scale; the default suite keeps kou2023-*
 # for the patch_cnn family)
-SLOW_PRESETS = ("fig9-flow", "boundary-d-scaling", "boundary-n-scaling", "init-matters-phase",
+SLOW_PRESETS = ("fig9-flow", "boundary-d-scaling", "boundary-n-scaling", "boundary-cao-n-scaling",
+                "init-matters-phase",
                 "init-matters-dynamics", "cao2022-phase", "meng2024-xor")
 
 

@@ -217,10 +217,19 @@ def test_result_is_compressed_losslessly(swept, tmp_path):
         assert enc.get("compression_opts", enc.get("complevel")) == 4
         plain = raw.load()
     ds = twolayer.load(folder)
-    plain.to_netcdf(tmp_path / "plain.nc", engine=store.ENGINE)  # uncompressed, same values
+    # uncompressed, same values (without the encodings read from the compressed file)
+    plain.drop_encoding().to_netcdf(tmp_path / "plain.nc", engine=store.ENGINE)
     again = xr.open_dataset(tmp_path / "plain.nc", engine=store.ENGINE).load()
     xr.testing.assert_identical(again, ds)
-    assert store.result_path(folder).stat().st_size < (tmp_path / "plain.nc").stat().st_size
+    # every numeric array is stored deflated at level 4 (on arrays this small the chunk index
+    # outweighs the gain, so the file sizes are not compared; fig4 quick: 3.9 -> 2.5 MB)
+    import h5py
+
+    with h5py.File(store.result_path(folder)) as f:
+        arrays = [f[k] for k in ds.variables if k in f and f[k].ndim and f[k].dtype.kind in "biuf"
+                  and f[k].size]
+        assert len(arrays) > 10
+        assert all(a.compression == "gzip" and a.compression_opts == 4 for a in arrays)
 
 
 def test_one_run_has_its_config_and_attributes():
