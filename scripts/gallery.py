@@ -172,7 +172,7 @@ def render(scale: str, timings: dict, docs: Path, runs: Path) -> Path:
         time_text = _fmt_time(t["wall_s"]) + (" (resumed)" if t.get("resumed") else "")
         rows.append(f"| [{name}](#{name}) | `{family}` | {f['runs']:,} | {f['steps']:,} | "
                     f"{time_text} | {_fmt_time(t['cpu_s'])} | {t['max_rss_mb']:,} MB |")
-        desc = f["description"]
+        desc = f["description"].replace("*", r"\*")  # |mu|*, SNR*: not emphasis
         sections.append("\n".join([
             f"## {name}", "",
             *[f"![{name}]({p})" for p in figures], "",
