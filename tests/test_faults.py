@@ -336,8 +336,11 @@ def test_a_signal_to_the_main_process_stops_every_worker(tmp_path, spec, env, si
     import psutil
 
     out = tmp_path / "o"
+    # Ctrl-C's default action in the child even when this test runs in a background job
+    # (a non-interactive shell starts those with SIGINT ignored, and Python keeps it so)
     proc = subprocess.Popen(command(spec, out, "--executor", "processes:2"), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: len(list((out / "state").glob("*.npz"))) >= 2, proc)
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert len(workers) >= 2
