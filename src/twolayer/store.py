@@ -680,8 +680,8 @@ def _run_info(path: Path) -> dict:
 def _boundary_info(path: Path) -> dict:
     """``info`` of a boundary search's folder: ``kind`` "boundary", ``name``, ``scale``,
     ``rounds`` (one dict per round folder: ``round``, ``runs_done``, ``runs_total``; a
-    round's shards are not merged on their own), ``running`` (a round's lock holder, or None), ``result``, and with a
-    result ``dims``, ``variables`` and ``provenance``."""
+    round's shards are not merged on their own), ``running`` (a round's lock holder, or
+    None), ``result``, and with a result ``dims``, ``variables`` and ``provenance``."""
     meta = _json_file(path / "boundary.json")
     rounds, running = [], None
     folders = sorted((p for p in (path / "rounds").glob("*") if p.is_dir()),
