@@ -67,6 +67,9 @@ def tiny(tmp_path_factory):
 # for the patch_cnn family)
 SLOW_PRESETS = ("fig9-flow", "boundary-d-scaling", "boundary-n-scaling", "boundary-cao-n-scaling",
                 "init-matters-phase",
+                # single-neuron presets whose kinds and engine paths fig2..fig5 also cover
+                # (10-15 s each; the default suite was at 11 min on 2 cores)
+                "fig1-fixed", "fig1-random", "fig4-flow", "fig9",
                 "init-matters-dynamics", "cao2022-phase", "meng2024-xor")
 
 
