@@ -143,17 +143,16 @@ def bucketed_names(cls) -> tuple[str, ...]:
     return tuple(n for n, f in field_specs(cls).items() if f.metadata.get("bucket"))
 
 
-def _static_value(cfg, name):
-    bucket = field_specs(type(cfg))[name].metadata.get("bucket")
-    return bucket(cfg) if bucket else getattr(cfg, name)
-
-
 @functools.cache
-def _key_parts(cls) -> tuple[tuple, tuple]:
-    """((name, bucket or None) of each static field, the batched fields' names)."""
+def _buckets(cls) -> dict:
+    """The bucket function of each static field (None: the field's own value)."""
     specs = field_specs(cls)
-    return (tuple((n, specs[n].metadata.get("bucket")) for n in static_names(cls)),
-            batched_names(cls))
+    return {n: specs[n].metadata.get("bucket") for n in static_names(cls)}
+
+
+def _static_value(cfg, name):
+    bucket = _buckets(type(cfg))[name]
+    return bucket(cfg) if bucket else getattr(cfg, name)
 
 
 def suggest(name: str, options) -> str:
@@ -325,9 +324,8 @@ def refuse_float32_underflow(cfg, *names) -> None:
 
 def static_key(cfg) -> tuple:
     """What decides the compiled program: runs with equal keys share one batched call."""
-    statics, batched = _key_parts(type(cfg))
-    return tuple((n, b(cfg) if b else getattr(cfg, n)) for n, b in statics) + tuple(
-        (n + "_is_set", getattr(cfg, n) is not None) for n in batched)
+    return tuple((n, b(cfg) if b else getattr(cfg, n)) for n, b in _buckets(type(cfg)).items()) \
+        + tuple((n + "_is_set", getattr(cfg, n) is not None) for n in batched_names(type(cfg)))
 
 
 def static_part(cfg):

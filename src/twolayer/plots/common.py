@@ -517,16 +517,19 @@ def save(fig: Figure, path, dpi: int = DPI, style: dict | None = None) -> Path:
     return path
 
 
-def _wrap_clashing_titles(fig: Figure) -> None:
+def _wrap_clashing_titles(fig: Figure) -> bool:
     """Panel titles that run into a neighbour's ("n = 9 (separation Q1)" beside
-    "n = 10 (all minima perfect)") are broken before their parenthesis, onto two lines."""
-    fig.draw_without_rendering()
+    "n = 10 (all minima perfect)") are broken before their parenthesis, onto two lines.
+    Expects a drawn figure; returns whether a title changed (the layout then moves)."""
     titles = [ax.title for ax in fig.axes if ax.get_visible() and ax.title.get_text()]
     boxes = [t.get_window_extent() for t in titles]
+    wrapped = False
     for i, t in enumerate(titles):
         if " (" in t.get_text() and any(boxes[i].overlaps(b) for j, b in enumerate(boxes)
                                         if j != i):
             t.set_text(t.get_text().replace(" (", "\n(", 1))
+            wrapped = True
+    return wrapped
 
 
 class _Blanked(Formatter):
@@ -563,8 +566,9 @@ def thin_tick_labels(fig: Figure, gap: float = 2.0) -> None:
     wherever they clear every kept one. A crowded axis (log ticks 300, 1000, 3000 on a
     narrow panel, step counts 10000, 15000, ...) then shows every other label instead of
     a run-together string."""
-    _wrap_clashing_titles(fig)
     fig.draw_without_rendering()
+    if _wrap_clashing_titles(fig):  # a second layout pass only when the titles moved it
+        fig.draw_without_rendering()
     px = gap * fig.dpi / 72.0
     for ax in fig.axes:
         if not ax.get_visible():

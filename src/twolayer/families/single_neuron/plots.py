@@ -176,9 +176,9 @@ def dynamics(ds, spec: dict) -> Figure:
         names = [f"neuron {int(n) + 1}" + (r" (large $|C_k|$)" if big else "") for n in neurons]
         # the line styles' key: with a, w, b panels (every corner holds a curve) in the
         # shifted loss panel, whose lower left the falling loss leaves empty
-        where = (axes[1, 0], "lower left") if params and nrows == 2 else (axes[0, 1], "best")
-        where[0].legend([Line2D([], [], color="k", ls=ls[j % 4]) for j in range(len(neurons))],
-                        names, loc=where[1])
+        ax, loc = (axes[1, 0], "lower left") if params and nrows == 2 else (axes[0, 1], "best")
+        ax.legend([Line2D([], [], color="k", ls=ls[j % 4]) for j in range(len(neurons))],
+                  names, loc=loc)
     if rule:
         fig.supxlabel(f"bottom row: shifted by {rule}")
     return finish(fig, spec)
